@@ -1,0 +1,1 @@
+"""BigVolumeSegment's MRML layer (Qt-free): label pyramids bound to Slicer segmentation nodes."""

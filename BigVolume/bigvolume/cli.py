@@ -17,7 +17,8 @@ def _format_bytes(n):
     return f"{n:.1f} TB"
 
 
-def print_info(image, out=sys.stdout):
+def print_info(image, out=None):
+    out = out or sys.stdout
     info = image.describe()
     axes = ", ".join(f"{a['name']} ({a['type']}{', ' + a['unit'] if a['unit'] else ''})" for a in info["axes"])
     size = " x ".join(f"{v:.4g}" for v in info["physical_size_mm"])

@@ -46,7 +46,8 @@ def _progress_printer(out, label):
     return progress
 
 
-def run_demo(output, shape, seed=0, out=sys.stdout):
+def run_demo(output, shape, seed=0, out=None):
+    out = out or sys.stdout
     if os.path.exists(output):
         if not _is_previous_demo(output):
             raise StoreError(f"{output}: exists and was not written by 'bigvolume demo'; choose another --output")

@@ -1,0 +1,62 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import bigvolume
+from bigvolume import VolumeGeometry
+from bigvolume.cli import main
+
+
+@pytest.fixture
+def store(tmp_path):
+    path = tmp_path / "cli.ome.zarr"
+    bigvolume.write_pyramid(np.zeros((20, 100, 120), np.uint8), path,
+                            VolumeGeometry(spacing=(4, 4, 8), origin=(1, 2, 3), unit="micrometer"), coarsest=32)
+    return path
+
+
+def test_info_json_has_matrices_and_array_order_shapes(store, capsys):
+    assert main(["info", str(store), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert [level["shape"] for level in info["levels"]] == [[20, 100, 120], [20, 50, 60], [10, 25, 30]]
+    matrix = np.array(info["levels"][1]["ijk_to_ras"])
+    assert matrix.shape == (4, 4)
+    np.testing.assert_allclose(matrix @ [0, 0, 0, 1], [-0.001 - 0.002, -0.002 - 0.002, 0.003, 1])
+    assert info["levels"][0]["voxel_size_mm"] == [0.004, 0.004, 0.008]
+
+
+def test_info_text(store, capsys):
+    assert main(["info", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert "OME-NGFF 0.5 on Zarr v3" in out and "20x100x120" in out and "0.004, 0.004, 0.008" in out
+    assert "physical size (x, y, z): 0.48 x 0.4 x 0.16 mm" in out
+
+
+def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
+    assert main(["info", str(tmp_path / "missing.zarr")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bigvolume: error: ") and "no such file or directory" in err and "Traceback" not in err
+
+
+def test_demo_writes_a_pyramid_and_replaces_only_its_own_output(tmp_path, capsys):
+    out = tmp_path / "demo" / "core.ome.zarr"
+    assert main(["demo", "--shape", "40", "300", "300", "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Synthetic rock-core CT: 300 x 300 x 40 voxels" in printed and "Wrote" in printed
+    image = bigvolume.open_image(out)
+    assert [level.volume_shape for level in image.levels] == [(40, 300, 300), (20, 150, 150)]
+    assert image.levels[0].voxel_size_mm == pytest.approx((0.02, 0.02, 0.02))
+    assert main(["demo", "--shape", "40", "300", "300", "--output", str(out)]) == 0  # its own: replaced
+    other = tmp_path / "user.ome.zarr"
+    other.mkdir()
+    assert main(["demo", "--size", "small", "--output", str(other)]) == 2
+    assert "was not written by 'bigvolume demo'" in capsys.readouterr().err
+
+
+def test_module_entry_point(store):
+    result = subprocess.run([sys.executable, "-m", "bigvolume", "info", str(store), "--json"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(result.stdout)["levels"]) == 3

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .units import canonical_space_unit, mm_per_unit
+from .units import canonical_space_unit
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 
@@ -99,22 +99,25 @@ def orientation_matrix(orientations):
 
 @dataclass(frozen=True)
 class AxisFrame:
-    """How a store's axis frame (x, y, z, store units) maps to LPS millimetres."""
+    """How a store's axis frame maps to LPS millimetres.
 
-    unit: str = None
+    mm_per_unit: millimetres per store unit along x, y, z (axes may use different units).
+    pivot: level 0's voxel (0, 0, 0) in the axis frame, millimetres.
+    """
+
+    mm_per_unit: np.ndarray = field(default_factory=lambda: np.ones(3))
     direction: np.ndarray = field(default_factory=lambda: np.eye(3))
     pivot: np.ndarray = field(default_factory=lambda: np.zeros(3))
     orientation: np.ndarray = field(default_factory=lambda: np.eye(3))
 
     def ijk_to_ras(self, scale_xyz, translation_xyz):
-        """4x4 IJK->RAS matrix (millimetres) of a level with this NGFF scale and translation."""
-        mm = mm_per_unit(self.unit)
-        to_lps = self.orientation @ self.direction
-        linear = LPS_TO_RAS @ to_lps @ np.diag(np.asarray(scale_xyz, dtype=float)) * mm
-        offset = self.direction @ (np.asarray(translation_xyz, dtype=float) - self.pivot) + self.pivot
+        """4x4 IJK->RAS matrix (millimetres) of a level with this NGFF scale and translation (store units)."""
+        scale_mm = np.asarray(scale_xyz, dtype=float) * self.mm_per_unit
+        translation_mm = np.asarray(translation_xyz, dtype=float) * self.mm_per_unit
+        to_ras = LPS_TO_RAS @ self.orientation
         matrix = np.eye(4)
-        matrix[:3, :3] = linear
-        matrix[:3, 3] = LPS_TO_RAS @ self.orientation @ offset * mm
+        matrix[:3, :3] = to_ras @ self.direction @ np.diag(scale_mm)
+        matrix[:3, 3] = to_ras @ (self.direction @ (translation_mm - self.pivot) + self.pivot)
         return matrix
 
 

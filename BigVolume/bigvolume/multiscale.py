@@ -133,9 +133,7 @@ class MultiscaleImage:
 
     def _axis_frame(self):
         spatial = {a.name: a for a in self.meta.axes if a.type == "space"}
-        units = {a.unit for a in spatial.values()}
-        if len(units) > 1:
-            raise MetadataError(f"{self.location}: space axes use different units {sorted(map(str, units))}; not supported")
+        mm = np.array([mm_per_unit(spatial[n].unit) if n in spatial else 1.0 for n in ("x", "y", "z")])
         orientation, warning = orientation_matrix({n: a.orientation for n, a in spatial.items()})
         if warning:
             self.warnings.append(warning)
@@ -145,8 +143,8 @@ class MultiscaleImage:
             direction = np.asarray(extra["direction"], dtype=float)
             if direction.shape != (3, 3) or not np.allclose(direction.T @ direction, np.eye(3), atol=1e-5):
                 raise MetadataError(f"{self.location}: '{NAMESPACE}.direction' is not an orthonormal 3x3 matrix")
-        return AxisFrame(unit=units.pop(), direction=direction,
-                         pivot=self._xyz(self.meta.datasets[0].translation, 0.0), orientation=orientation)
+        return AxisFrame(mm_per_unit=mm, direction=direction,
+                         pivot=self._xyz(self.meta.datasets[0].translation, 0.0) * mm, orientation=orientation)
 
     def _xyz(self, values, missing):
         """Spatial values of a per-axis tuple, in x, y, z order (missing axes filled)."""
@@ -174,7 +172,7 @@ class MultiscaleImage:
             dtype=np.dtype(array.dtype),
             chunks=tuple(array.chunks),
             shards=tuple(shards) if shards else None,
-            voxel_size_mm=tuple((scale * mm_per_unit(self.frame.unit)).tolist()),
+            voxel_size_mm=tuple((scale * self.frame.mm_per_unit).tolist()),
             ijk_to_ras=self.frame.ijk_to_ras(scale, self._xyz(dataset.translation, 0.0)),
         )
 

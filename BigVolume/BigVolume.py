@@ -36,6 +36,36 @@ BigVolume builds on zarr-python, numpy and the OME-NGFF specification.
 
 
 #
+# Python dependencies
+#
+
+
+def ensurePythonDependencies(requirementsPath: str, requester: str) -> None:
+    """Install the packages of a requirements file on first use, after asking the user (never at import time)."""
+    try:
+        import slicer.packaging
+    except ImportError:  # Slicer before 5.12
+        ensurePythonDependenciesWithPipInstall(requirementsPath, requester)
+        return
+    slicer.packaging.pip_ensure(slicer.packaging.load_requirements(requirementsPath), requester=requester)
+
+
+def ensurePythonDependenciesWithPipInstall(requirementsPath: str, requester: str) -> None:
+    import importlib.util
+
+    with open(requirementsPath) as f:
+        requirements = [line.split("#")[0].strip() for line in f if line.split("#")[0].strip()]
+    names = [r.split(">")[0].split("=")[0].split("<")[0].strip() for r in requirements]
+    if all(importlib.util.find_spec(name) is not None for name in names):
+        return
+    message = _("{requester} needs these Python packages: {packages}. Install them now?").format(
+        requester=requester, packages=", ".join(requirements))
+    if not slicer.util.confirmOkCancelDisplay(message):
+        raise RuntimeError(_("{requester} cannot run without its Python packages.").format(requester=requester))
+    slicer.util.pip_install(requirements)
+
+
+#
 # BigVolumeParameterNode
 #
 
@@ -114,6 +144,7 @@ class BigVolumeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onOpenButton(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to open the store."), waitCursor=True):
+            ensurePythonDependencies(self.resourcePath("requirements.txt"), requester="BigVolume")
             self._image = self.logic.open(str(self._parameterNode.storePath))
             self.ui.infoText.plainText = self.logic.describe(self._image)
             self.ui.levelSpinBox.maximum = len(self._image.levels) - 1

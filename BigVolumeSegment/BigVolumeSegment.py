@@ -58,6 +58,9 @@ class BigVolumeSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onListLabelsButton(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to read the store."), waitCursor=True):
+            from BigVolume import ensurePythonDependencies
+
+            ensurePythonDependencies(self.resourcePath("requirements.txt"), requester="BigVolume Segment")
             names = self.logic.labelNames(self.ui.storePathLineEdit.currentPath)
             self.ui.labelsText.plainText = "\n".join(names) if names else _("(no label pyramids)")
 

@@ -30,6 +30,7 @@ class Level:
     shards: tuple  # shard shape, array order, or None
     voxel_size_mm: tuple  # x, y, z
     ijk_to_ras: np.ndarray  # 4x4
+    axis_names: tuple  # array order, e.g. ("t", "c", "z", "y", "x")
 
     def describe(self):
         return {
@@ -174,6 +175,7 @@ class MultiscaleImage:
             shards=tuple(shards) if shards else None,
             voxel_size_mm=tuple((scale * self.frame.mm_per_unit).tolist()),
             ijk_to_ras=self.frame.ijk_to_ras(scale, self._xyz(dataset.translation, 0.0)),
+            axis_names=tuple(a.name for a in self.meta.axes),
         )
 
     def _check_shapes(self):
@@ -213,7 +215,8 @@ class MultiscaleImage:
         out[target] = self._read_inside(lvl, inside)
         return out
 
-    def _selection(self, lvl, inside):
+    def selection(self, lvl, inside):
+        """Zarr selection (all axes) of a z, y, x box inside a level, at this view's time point and channel."""
         spatial = dict(zip(SPATIAL, inside))
         selection = []
         for axis, fixed in zip(self.meta.axes, self._index):
@@ -226,14 +229,14 @@ class MultiscaleImage:
 
     def _read_inside(self, lvl, inside):
         try:
-            data = lvl.array[self._selection(lvl, inside)]
+            data = lvl.array[self.selection(lvl, inside)]
         except Exception as error:
-            raise self._locate_corrupt_chunk(lvl, inside, error) from error
+            raise self.chunk_error(lvl, inside, error) from error
         # Absent spatial axes (a 2D image) come back missing; restore z, y, x.
         return np.asarray(data).reshape([b - a for a, b in inside])
 
-    def _locate_corrupt_chunk(self, lvl, inside, error):
-        """Re-read storage chunk by storage chunk to name the one that fails."""
+    def chunk_error(self, lvl, inside, error):
+        """The error to raise for a failed read of a box: re-read storage chunk by storage chunk to name the one that fails."""
         grid = lvl.shards or lvl.chunks
         spatial_grid = tuple(int(v) for v in self._zyx(grid, 1))
         ranges = [range(a // g, (b - 1) // g + 1) for (a, b), g in zip(inside, spatial_grid)]
@@ -241,7 +244,7 @@ class MultiscaleImage:
             for cy in ranges[1]:
                 for cx in ranges[2]:
                     cell = [(c * g, min((c + 1) * g, n)) for c, g, n in zip((cz, cy, cx), spatial_grid, lvl.volume_shape)]
-                    selection = self._selection(lvl, cell)
+                    selection = self.selection(lvl, cell)
                     try:
                         lvl.array[selection]
                     except Exception as cell_error:

@@ -1,0 +1,122 @@
+"""One streamer per slice view: what the view shows of a BigVolume image.
+
+It observes its slice node, plans which level and chunks the view needs
+(bigvolume.slice_plan), asks the shared fetch engine for them, and composes
+whatever has arrived into a small proxy volume node shown in one layer of
+that view only (the background by default; `layer` chooses another, so the
+user keeps the layers they need). Slicer then displays the proxy like any
+volume: window/level, data probe, crosshair and markups work on it.
+
+`update()` is cheap and runs on the main thread (a timer calls it inside
+Slicer; tests and scripts call it directly).
+"""
+
+import numpy as np
+import vtk
+from vtk.util import numpy_support
+
+from bigvolume.slice_compose import compose
+from bigvolume.slice_plan import plan_slice
+
+from .volume_nodes import set_ijk_to_ras
+
+LAYERS = ("background", "foreground", "label")
+
+
+def _matrix(vtk_matrix):
+    return np.array([[vtk_matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+def composite_node_of(scene, slice_node):
+    """The slice composite node of a slice view (same layout name)."""
+    nodes = scene.GetNodesByClass("vtkMRMLSliceCompositeNode")
+    for i in range(nodes.GetNumberOfItems()):
+        node = nodes.GetItemAsObject(i)
+        if node.GetLayoutName() == slice_node.GetLayoutName():
+            return node
+    return None
+
+
+class SliceStreamer:
+    def __init__(self, scene, slice_node, image, engine, window_level=None, layer="background", name=None):
+        if layer not in LAYERS:
+            raise ValueError(f"layer must be one of {LAYERS}, not {layer!r}")
+        self.scene, self.slice_node, self.image, self.engine = scene, slice_node, image, engine
+        self.layer = layer
+        self.view_id = f"slice:{slice_node.GetID()}"
+        self.proxy = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name or f"BigVolume {slice_node.GetName()}")
+        self.proxy.SetHideFromEditors(True)
+        self.proxy.CreateDefaultDisplayNodes()
+        display = self.proxy.GetScalarVolumeDisplayNode()
+        if window_level is not None:
+            display.SetAutoWindowLevel(False)
+            display.SetWindowLevel(*window_level)
+        self._image_data = vtk.vtkImageData()
+        self.proxy.SetAndObserveImageData(self._image_data)
+        self._buffer = None
+        self._plan = None
+        self._view_key = None
+        self._composed = None  # (view key, engine generation) last composed
+        self._last_centre = None
+        self.complete = False
+        self.level = None
+        self._observer = slice_node.AddObserver(vtk.vtkCommand.ModifiedEvent, self._on_slice_modified)
+        self._dirty = True
+        self._show_in_layer()
+
+    def _show_in_layer(self):
+        composite = composite_node_of(self.scene, self.slice_node)
+        if composite is None:
+            raise RuntimeError(f"slice view {self.slice_node.GetName()} has no slice composite node")
+        setter = {"background": composite.SetBackgroundVolumeID, "foreground": composite.SetForegroundVolumeID,
+                  "label": composite.SetLabelVolumeID}[self.layer]
+        setter(self.proxy.GetID())
+
+    def _on_slice_modified(self, caller, event):
+        self._dirty = True
+
+    def _view_state(self):
+        xy_to_ras = _matrix(self.slice_node.GetXYToRAS())
+        dims = self.slice_node.GetDimensions()
+        return xy_to_ras, (int(dims[0]), int(dims[1]))
+
+    def update(self):
+        """Re-plan if the view moved, then re-compose if anything new arrived. Returns True if the proxy changed."""
+        if self._dirty or self._plan is None:
+            xy_to_ras, dims = self._view_state()
+            key = (xy_to_ras.round(9).tobytes(), dims)
+            if key != self._view_key:
+                centre = xy_to_ras @ np.array([(dims[0] - 1) / 2.0, (dims[1] - 1) / 2.0, 0.0, 1.0])
+                motion = None if self._last_centre is None else (centre - self._last_centre)[:3]
+                self._plan = plan_slice(self.image, xy_to_ras, dims, motion_ras=motion)
+                self._last_centre = centre
+                self._view_key = key
+                self.level = self._plan.level
+                self.engine.submit(self.view_id, self._plan.requests)
+            self._dirty = False
+        state = (self._view_key, self.engine.generation)
+        if state == self._composed:
+            return False
+        self._buffer, self.complete = compose(self.image, self.engine.cache, self._plan, self._buffer)
+        self._push()
+        self._composed = state
+        return True
+
+    def _push(self):
+        data = self._buffer
+        image_data = self._image_data
+        if tuple(image_data.GetDimensions()) != (data.shape[2], data.shape[1], data.shape[0]) or \
+                image_data.GetPointData().GetScalars() is None:
+            image_data.SetDimensions(data.shape[2], data.shape[1], data.shape[0])
+        scalars = numpy_support.numpy_to_vtk(data.reshape(-1), deep=True)
+        scalars.SetName("ImageScalars")
+        image_data.GetPointData().SetScalars(scalars)
+        image_data.Modified()
+        set_ijk_to_ras(self.proxy, self._plan.proxy_ijk_to_ras)
+        self.proxy.Modified()
+
+    def close(self):
+        self.engine.cancel(self.view_id)
+        self.slice_node.RemoveObserver(self._observer)
+        if self.proxy.GetScene() is not None:
+            self.scene.RemoveNode(self.proxy)

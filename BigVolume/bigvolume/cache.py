@@ -1,0 +1,93 @@
+"""A byte-budgeted LRU cache of decoded chunks, shared by every view.
+
+Keys are (level, chunk index (z, y, x)); values are numpy arrays. Resident
+memory for chunk data stays at or below the budget whatever the volume's size;
+the least recently used chunks go first. Thread-safe: fetch workers insert,
+the main thread reads.
+"""
+
+import threading
+from collections import OrderedDict
+
+DEFAULT_BUDGET_BYTES = 4 * 1024**3  # an eighth of a 32 GB workstation
+
+
+def default_budget_bytes():
+    """4 GB, or a quarter of physical memory on smaller machines."""
+    try:
+        import os
+
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        return min(DEFAULT_BUDGET_BYTES, physical // 4)
+    except (ValueError, OSError, AttributeError):
+        return DEFAULT_BUDGET_BYTES
+
+
+class ChunkCache:
+    def __init__(self, budget_bytes=None):
+        self.budget_bytes = int(budget_bytes if budget_bytes is not None else default_budget_bytes())
+        self._items = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+        self.evictions = 0
+
+    def get(self, key):
+        with self._lock:
+            value = self._items.get(key)
+            if value is None:
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return value
+
+    def peek(self, key):
+        """Like get, without counting or refreshing recency (for scheduling decisions)."""
+        with self._lock:
+            return self._items.get(key)
+
+    def __contains__(self, key):
+        with self._lock:
+            return key in self._items
+
+    def put(self, key, value):
+        size = value.nbytes
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= old.nbytes
+            if size > self.budget_bytes:
+                return
+            self._items[key] = value
+            self._bytes += size
+            while self._bytes > self.budget_bytes:
+                _, evicted = self._items.popitem(last=False)
+                self._bytes -= evicted.nbytes
+                self.evictions += 1
+
+    def set_budget(self, budget_bytes):
+        with self._lock:
+            self.budget_bytes = int(budget_bytes)
+            while self._bytes > self.budget_bytes and self._items:
+                _, evicted = self._items.popitem(last=False)
+                self._bytes -= evicted.nbytes
+                self.evictions += 1
+
+    def clear(self):
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+    @property
+    def nbytes(self):
+        return self._bytes
+
+    def __len__(self):
+        return len(self._items)
+
+    @property
+    def hit_rate(self):
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0

@@ -1,0 +1,207 @@
+"""What a slice view needs from a pyramid, and how to compose what has arrived.
+
+Pure numpy: a view is described by its XYToRAS matrix and pixel dimensions
+(what Slicer's vtkMRMLSliceNode holds); the MRML layer turns the result into
+a volume node. Two kinds of view:
+
+- Axis-aligned (the plane's in-plane axes run along the level's voxel axes,
+  e.g. Red/Yellow/Green on an unrotated volume): the view gets a proxy box
+  on the level's own voxel grid, the visible rectangle plus one voxel of
+  margin and the two planes around the slice, so Slicer's reslice
+  interpolates it exactly as it would interpolate the whole volume.
+- Oblique: the proxy is the view's own pixel grid (one voxel per screen
+  pixel, one slice), filled by nearest-neighbour sampling, and only the
+  chunks the plane passes through are fetched.
+
+Coarser levels fill whatever the chosen level has not delivered yet, mapped
+through the levels' exact IJK->RAS matrices, so nothing jumps by half a voxel
+when the fine data arrives.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .chunk_io import chunk_grid_shape, chunk_shape
+from .fetch import PREFETCH, VISIBLE
+from .levels import choose_level, pixel_size_mm
+
+_ALIGN_TOLERANCE = 1e-6
+
+
+@dataclass
+class SlicePlan:
+    level: int
+    kind: str  # "aligned" or "oblique"
+    box: tuple  # proxy box on the level grid ((z0, z1), (y0, y1), (x0, x1)); oblique: the XY grid (1, h, w)
+    proxy_ijk_to_ras: np.ndarray
+    xy_to_ras: np.ndarray
+    chunks: dict = field(default_factory=dict)  # level -> list of chunk indices (z, y, x) the view needs
+    requests: list = field(default_factory=list)  # (priority, (level, index)) for the fetch engine
+
+    @property
+    def shape(self):
+        return tuple(b - a for a, b in self.box)
+
+    @property
+    def empty(self):
+        return any(n <= 0 for n in self.shape)
+
+
+def _ras_to_ijk(level):
+    return np.linalg.inv(level.ijk_to_ras)
+
+
+def _aligned_axes(xy_to_ijk):
+    """(in-plane IJK axis of screen x, of screen y, normal IJK axis) if the plane is axis-aligned, else None."""
+    hot = []
+    for column in range(3):
+        vector = xy_to_ijk[:3, column]
+        big = np.abs(vector) > _ALIGN_TOLERANCE * np.abs(vector).max()
+        if big.sum() != 1:
+            return None
+        hot.append(int(np.argmax(big)))
+    return tuple(hot) if len(set(hot)) == 3 else None
+
+
+def _chunk_ranges(box_zyx, chunk_zyx):
+    return [range(a // c, (b - 1) // c + 1) if b > a else range(0) for (a, b), c in zip(box_zyx, chunk_zyx)]
+
+
+def chunks_in_box(level, box_zyx):
+    """Chunk indices (z, y, x) of `level` intersecting a box."""
+    rz, ry, rx = _chunk_ranges(box_zyx, chunk_shape(level))
+    return [(z, y, x) for z in rz for y in ry for x in rx]
+
+
+def _clip_box(box_zyx, shape_zyx):
+    """Box clipped to the volume; empty boxes keep stop == start."""
+    clipped = []
+    for (a, b), n in zip(box_zyx, shape_zyx):
+        a = int(min(max(0, a), n))
+        clipped.append((a, int(max(a, min(n, b)))))
+    return tuple(clipped)
+
+
+def _box_on_level(image, source_level, box_zyx, target_level):
+    """The box of `target_level` voxels covering the same physical region as `box_zyx` of `source_level`."""
+    src, dst = image.levels[source_level], image.levels[target_level]
+    mapping = _ras_to_ijk(dst) @ src.ijk_to_ras
+    (z0, z1), (y0, y1), (x0, x1) = box_zyx
+    corners = np.array([[x, y, z, 1.0] for x in (x0 - 0.5, x1 - 0.5) for y in (y0 - 0.5, y1 - 0.5) for z in (z0 - 0.5, z1 - 0.5)])
+    ijk = (mapping @ corners.T)[:3]
+    lo = np.floor(ijk.min(axis=1) + 0.5).astype(int)
+    hi = np.floor(ijk.max(axis=1) + 0.5).astype(int) + 1
+    return _clip_box(((lo[2], hi[2]), (lo[1], hi[1]), (lo[0], hi[0])), dst.volume_shape)
+
+
+def _distance_priorities(level, indices, centre_ijk):
+    """Distance (voxels) from each chunk's centre to the view centre."""
+    if not indices:
+        return np.zeros(0)
+    shape = np.array(chunk_shape(level))[::-1]  # x, y, z
+    centres = (np.array([idx[::-1] for idx in indices], dtype=float) + 0.5) * shape
+    return np.linalg.norm(centres - centre_ijk, axis=1)
+
+
+def plan_slice(image, xy_to_ras, dims, motion_ras=None):
+    """Plan one slice view: level, proxy box or grid, chunks needed at every level, fetch requests.
+
+    xy_to_ras: the slice node's XYToRAS (4x4); dims: (width, height) in pixels.
+    motion_ras: how the view's centre moved since the last plan (RAS mm), to prefetch ahead of it.
+    """
+    xy_to_ras = np.asarray(xy_to_ras, dtype=float)
+    width, height = int(dims[0]), int(dims[1])
+    pixel = pixel_size_mm(xy_to_ras)
+    probe = _aligned_axes(_ras_to_ijk(image.levels[0]) @ xy_to_ras)
+    in_plane = (probe[0], probe[1]) if probe else (0, 1, 2)
+    level_index = choose_level(image, pixel, in_plane)
+    level = image.levels[level_index]
+    xy_to_ijk = _ras_to_ijk(level) @ xy_to_ras
+    axes = _aligned_axes(xy_to_ijk)
+    centre_xy = np.array([(width - 1) / 2.0, (height - 1) / 2.0, 0.0, 1.0])
+    if axes is not None:
+        plan = _plan_aligned(image, level_index, xy_to_ijk, width, height, axes)
+    else:
+        plan = _plan_oblique(image, level_index, xy_to_ras, width, height)
+    plan.xy_to_ras = xy_to_ras
+    _add_requests(image, plan, centre_xy, motion_ras)
+    return plan
+
+
+def _plan_aligned(image, level_index, xy_to_ijk, width, height, axes):
+    level = image.levels[level_index]
+    corners = np.array([[x, y, 0.0, 1.0] for x in (0, width - 1) for y in (0, height - 1)])
+    ijk = (xy_to_ijk @ corners.T)[:3]
+    lo = np.floor(ijk.min(axis=1)).astype(int)
+    hi = np.floor(ijk.max(axis=1)).astype(int) + 2  # the next voxel, for linear interpolation
+    box = _clip_box(((lo[2], hi[2]), (lo[1], hi[1]), (lo[0], hi[0])), level.volume_shape)
+    start_ijk = np.array([box[2][0], box[1][0], box[0][0]], dtype=float)
+    proxy = level.ijk_to_ras.copy()
+    proxy[:3, 3] = (level.ijk_to_ras @ np.append(start_ijk, 1.0))[:3]
+    plan = SlicePlan(level_index, "aligned", box, proxy, None)
+    if not plan.empty:
+        for index in range(level_index, len(image.levels)):
+            plan.chunks[index] = chunks_in_box(image.levels[index], _box_on_level(image, level_index, box, index))
+    return plan
+
+
+def _oblique_chunks(level, xy_to_ijk, width, height):
+    """Chunks of `level` whose voxels are the nearest voxel of some pixel of the view."""
+    ijk_to_xy = np.linalg.inv(xy_to_ijk)
+    corners = np.array([[x, y, 0.0, 1.0] for x in (-0.5, width - 0.5) for y in (-0.5, height - 0.5)])
+    ijk = (xy_to_ijk @ corners.T)[:3]
+    shape_xyz = np.array(level.volume_shape[::-1])
+    chunk_xyz = np.array(chunk_shape(level)[::-1])
+    lo = np.clip(np.floor(ijk.min(axis=1) + 0.5), 0, shape_xyz - 1).astype(int) // chunk_xyz
+    hi = np.clip(np.floor(ijk.max(axis=1) + 0.5), 0, shape_xyz - 1).astype(int) // chunk_xyz + 1
+    grid = np.stack(np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi)], indexing="ij"), -1).reshape(-1, 3)
+    if not len(grid):
+        return []
+    # Chunk c holds the nearest voxel of plane points inside [c0 - 0.5, c1 - 0.5] (clipped to the volume).
+    start = grid * chunk_xyz - 0.5
+    stop = np.minimum((grid + 1) * chunk_xyz, shape_xyz) - 0.5
+    offsets = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=float)
+    corner_ijk = start[:, None, :] + offsets[None] * (stop - start)[:, None, :]
+    corner_xy = np.einsum("ab,ncb->nca", ijk_to_xy[:3, :3], corner_ijk) + ijk_to_xy[:3, 3]
+    crosses = (corner_xy[..., 2].min(axis=1) <= 0) & (corner_xy[..., 2].max(axis=1) >= 0)
+    inside = ((corner_xy[..., 0].max(axis=1) >= -0.5) & (corner_xy[..., 0].min(axis=1) <= width - 0.5)
+              & (corner_xy[..., 1].max(axis=1) >= -0.5) & (corner_xy[..., 1].min(axis=1) <= height - 0.5))
+    return [tuple(int(v) for v in cell[::-1]) for cell in grid[crosses & inside]]
+
+
+def _plan_oblique(image, level_index, xy_to_ras, width, height):
+    plan = SlicePlan(level_index, "oblique", ((0, 1), (0, height), (0, width)), xy_to_ras.copy(), None)
+    for index in range(level_index, len(image.levels)):
+        level = image.levels[index]
+        plan.chunks[index] = _oblique_chunks(level, _ras_to_ijk(level) @ xy_to_ras, width, height)
+    return plan
+
+
+def _add_requests(image, plan, centre_xy, motion_ras):
+    requests = []
+    for index, indices in plan.chunks.items():
+        level = image.levels[index]
+        centre_ijk = (_ras_to_ijk(level) @ plan.xy_to_ras @ centre_xy)[:3]
+        for idx, distance in zip(indices, _distance_priorities(level, indices, centre_ijk)):
+            requests.append(((VISIBLE, -index, float(distance)), (index, idx)))
+    if motion_ras is not None and plan.kind == "aligned" and not plan.empty and np.linalg.norm(motion_ras) > 0:
+        level = image.levels[plan.level]
+        step_ijk = _ras_to_ijk(level)[:3, :3] @ np.asarray(motion_ras, dtype=float)
+        chunk_xyz = np.array(chunk_shape(level)[::-1])
+        shift = np.where(np.abs(step_ijk) > 1e-9, np.sign(step_ijk) * chunk_xyz, 0).astype(int)[::-1]  # z, y, x
+        ahead = _clip_box(tuple((a + s, b + s) for (a, b), s in zip(plan.box, shift)), level.volume_shape)
+        visible = set(plan.chunks[plan.level])
+        centre_ijk = (_ras_to_ijk(level) @ plan.xy_to_ras @ centre_xy)[:3]
+        extra = [idx for idx in chunks_in_box(level, ahead) if idx not in visible]
+        for idx, distance in zip(extra, _distance_priorities(level, extra, centre_ijk)):
+            requests.append(((PREFETCH, -plan.level, float(distance)), (plan.level, idx)))
+    plan.requests = requests
+
+
+def coarsest_level_requests(image):
+    """Every chunk of the coarsest level: fetched on open so that no view is ever empty."""
+    index = len(image.levels) - 1
+    grid = chunk_grid_shape(image.levels[index])
+    return [((VISIBLE, -index, 0.0), (index, (z, y, x)))
+            for z in range(grid[0]) for y in range(grid[1]) for x in range(grid[2])]

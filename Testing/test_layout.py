@@ -28,7 +28,7 @@ def _module_python_files(module):
 
 def missing_from_scripts(module):
     """Python files of a module that its CMakeLists.txt SCRIPTS list forgets (they would vanish from the build)."""
-    text = open(os.path.join(ROOT, module, "CMakeLists.txt")).read()
+    text = open(os.path.join(ROOT, module, "CMakeLists.txt"), encoding="utf-8").read()
     listed = {s.format(module=module) for s in _cmake_list(text, "MODULE_PYTHON_SCRIPTS")}
     return sorted(set(_module_python_files(module)) - listed), listed
 
@@ -53,20 +53,20 @@ def test_the_scripts_check_catches_a_forgotten_file(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("module", MODULES)
 def test_module_follows_the_scripted_template(module):
-    text = open(os.path.join(ROOT, module, "CMakeLists.txt")).read()
+    text = open(os.path.join(ROOT, module, "CMakeLists.txt"), encoding="utf-8").read()
     assert f"set(MODULE_NAME {module})" in text
     assert "slicerMacroBuildScriptedModule(" in text and "WITH_GENERIC_TESTS" in text
     assert "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in text
     for resource in _cmake_list(text, "MODULE_PYTHON_RESOURCES"):
         assert os.path.isfile(os.path.join(ROOT, module, resource.format(module=module))), resource
-    source = open(os.path.join(ROOT, module, f"{module}.py")).read()
+    source = open(os.path.join(ROOT, module, f"{module}.py"), encoding="utf-8").read()
     for cls in ("", "Widget", "Logic", "Test"):
         assert re.search(rf"^class {module}{cls}\(", source, re.M), f"class {module}{cls} missing"
     assert os.path.isfile(os.path.join(ROOT, module, f"{module}Lib", "__init__.py"))
 
 
 def test_extension_cmakelists_follows_the_extension_template():
-    text = open(os.path.join(ROOT, "CMakeLists.txt")).read()
+    text = open(os.path.join(ROOT, "CMakeLists.txt"), encoding="utf-8").read()
     for variable in ("HOMEPAGE", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "SCREENSHOTURLS", "DEPENDS"):
         assert re.search(rf'set\(EXTENSION_{variable} "[^"]+"\)', text), variable
     assert "find_package(Slicer REQUIRED)" in text and "include(${Slicer_USE_FILE})" in text
@@ -78,7 +78,7 @@ def test_extension_cmakelists_follows_the_extension_template():
 
 
 def _imports(path):
-    tree = ast.parse(open(path).read())
+    tree = ast.parse(open(path, encoding="utf-8").read())
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

@@ -4,7 +4,7 @@ Plain Python (numpy, zarr): no vtk, no MRML, no Qt. Usable from scripts, the
 Slicer Python console, notebooks and the `bigvolume` command line.
 """
 
-from .errors import BigVolumeError, CorruptChunkError, IncompleteStoreError, MetadataError, StoreError
+from .errors import BigVolumeError, CorruptChunkError, IncompleteStoreError, InputError, MetadataError, StoreError
 from .geometry import VolumeGeometry
 from .multiscale import Level, MultiscaleImage, open_image
 from .pyramid import write_pyramid
@@ -15,6 +15,7 @@ __all__ = [
     "BigVolumeError",
     "CorruptChunkError",
     "IncompleteStoreError",
+    "InputError",
     "Level",
     "MetadataError",
     "MultiscaleImage",

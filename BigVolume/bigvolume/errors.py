@@ -28,3 +28,7 @@ class CorruptChunkError(StoreError):
         super().__init__(message)
         self.level = level
         self.chunk_key = chunk_key
+
+
+class InputError(BigVolumeError):
+    """A file or folder to convert is missing, truncated, inconsistent, or in a form its reader does not support."""

@@ -13,7 +13,7 @@ from bigvolume.intensity import display_window
 from bigvolume.levels import choose_level
 from bigvolume.synthetic import SyntheticRockCore
 from BigVolumeLib.streaming_views import StreamingViews
-from slicer_views import SliceScene
+from BigVolumeLib.offscreen_views import SliceScene
 
 SHAPE = (96, 128, 160)
 
@@ -66,6 +66,7 @@ def _settle(streaming):
 def _compare(scene, name, streaming, reference, layer="background"):
     """Render the view streamed, then with the ordinary volume in the same layer; return both images."""
     streamed = scene.render(name)
+    reference.GetScalarVolumeDisplayNode().SetWindowLevel(*streaming.window_level)
     composite = scene.composite(name)
     setter = getattr(composite, f"Set{layer.capitalize()}VolumeID")
     proxy_id = streaming.streamers[next(iter(streaming.streamers))].proxy.GetID()
@@ -80,10 +81,17 @@ def test_level0_matches_slicer_pixel_for_pixel(pyramid, orientation):
     scene, nodes, reference, streaming = _setup(pyramid, orientation)
     node = nodes["Red"]
     fov = node.GetFieldOfView()
+    node.SetFieldOfView(fov[0] * 4, fov[1] * 4, fov[2])  # zoomed out: a coarse level
+    _settle(streaming)
+    streamer = streaming.streamers[node.GetID()]
+    first_level, window = streamer.level, streaming.window_level
+    display = streamer.proxy.GetScalarVolumeDisplayNode()
     node.SetFieldOfView(fov[0] / 3, fov[1] / 3, fov[2])  # zoomed in: level 0
     node.SetSliceOffset(node.GetSliceOffset() + 2.35)  # between voxel centres: linear interpolation across planes
     _settle(streaming)
-    streamer = streaming.streamers[node.GetID()]
+    # The window comes from the data's histogram and stays put when the level changes.
+    assert first_level > 0 and window[0] > 1000
+    assert (display.GetWindow(), display.GetLevel()) == window == streaming.window_level
     assert streamer.level == 0 and streamer.complete and streamer._plan.kind == "aligned"
     streamed, expected = _compare(scene, "Red", streaming, reference)
     # Identical: the proxy holds the very voxels Slicer would interpolate, on the same grid.
@@ -260,3 +268,21 @@ def test_cache_stays_within_its_budget_while_browsing(pyramid):
         assert streaming.engine.cache.nbytes <= budget
     assert streaming.engine.cache.evictions > 0
     streaming.close()
+
+
+def test_fit_views_shows_the_whole_volume_like_slicer_does(pyramid):
+    """fit_views frames the volume as Slicer's own FitSliceToAll does for the ordinary volume."""
+    image, _ = pyramid
+    for orientation in ("Axial", "Sagittal", "Coronal"):
+        scene, nodes, reference, streaming = _setup(pyramid, orientation, size=(300, 200))
+        node = nodes["Red"]
+        expected_fov = np.array(node.GetFieldOfView())
+        expected_centre = np.array([node.GetSliceToRAS().GetElement(r, 3) for r in range(3)])
+        node.SetFieldOfView(1, 1, 1)
+        node.GetSliceToRAS().SetElement(0, 3, 500.0)
+        node.UpdateMatrices()
+        streaming.fit_views()
+        np.testing.assert_allclose(node.GetFieldOfView()[:2], expected_fov[:2], rtol=1e-9)
+        centre = np.array([node.GetSliceToRAS().GetElement(r, 3) for r in range(3)])
+        np.testing.assert_allclose(centre, expected_centre, atol=1e-9)
+        streaming.close()

@@ -1,7 +1,8 @@
-"""Slice views without the Slicer application: the scene, application logic and slice logics of slicer-core.
+"""Slice views without the Slicer application or a screen: scene, application logic and slice logics.
 
 The blended image a vtkMRMLSliceLogic produces is exactly what Slicer draws in
-that slice view, so comparing it is comparing Slicer's rendering, pixel by pixel.
+that slice view, so tests compare it pixel by pixel, and the demo and the
+benchmarks save or time it. Needs only the MRML classes (slicer-core wheel).
 """
 
 import numpy as np
@@ -41,12 +42,13 @@ class SliceScene:
         return self.logics[name].GetSliceCompositeNode()
 
     def render(self, name):
-        """The RGBA image Slicer shows in that view, as a (height, width, 4) uint8 array."""
+        """The RGBA image Slicer shows in that view, as a (height, width, 4) uint8 array, top row first."""
         blend = self.logics[name].GetBlend()
         blend.Update()
         output = blend.GetOutput()
         width, height, _ = output.GetDimensions()
-        return numpy_support.vtk_to_numpy(output.GetPointData().GetScalars()).reshape(height, width, -1).copy()
+        rows = numpy_support.vtk_to_numpy(output.GetPointData().GetScalars()).reshape(height, width, -1)
+        return rows[::-1].copy()  # VTK's first row is the bottom of the view
 
     def add_volume(self, voxels, ijk_to_ras, window_level, name="reference"):
         node = self.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
@@ -64,3 +66,17 @@ class SliceScene:
         display.SetAutoWindowLevel(False)
         display.SetWindowLevel(*window_level)
         return node
+
+
+def save_png(rgba, path):
+    """Write a (height, width, 3 or 4) uint8 image, top row first, as PNG with VTK."""
+    from vtk import vtkPNGWriter
+
+    height, width, components = rgba.shape
+    image = vtk.vtkImageData()
+    image.SetDimensions(width, height, 1)
+    image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(np.ascontiguousarray(rgba[::-1]).reshape(-1, components), deep=True))
+    writer = vtkPNGWriter()
+    writer.SetFileName(str(path))
+    writer.SetInputData(image)
+    writer.Write()

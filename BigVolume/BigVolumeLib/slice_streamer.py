@@ -47,10 +47,8 @@ class SliceStreamer:
         self.proxy = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name or f"BigVolume {slice_node.GetName()}")
         self.proxy.SetHideFromEditors(True)
         self.proxy.CreateDefaultDisplayNodes()
-        display = self.proxy.GetScalarVolumeDisplayNode()
         if window_level is not None:
-            display.SetAutoWindowLevel(False)
-            display.SetWindowLevel(*window_level)
+            self.set_window_level(*window_level)
         self._image_data = vtk.vtkImageData()
         self.proxy.SetAndObserveImageData(self._image_data)
         self._buffer = None
@@ -82,18 +80,33 @@ class SliceStreamer:
 
     def update(self):
         """Re-plan if the view moved, then re-compose if anything new arrived. Returns True if the proxy changed."""
-        if self._dirty or self._plan is None:
-            xy_to_ras, dims = self._view_state()
-            key = (xy_to_ras.round(9).tobytes(), dims)
-            if key != self._view_key:
-                centre = xy_to_ras @ np.array([(dims[0] - 1) / 2.0, (dims[1] - 1) / 2.0, 0.0, 1.0])
-                motion = None if self._last_centre is None else (centre - self._last_centre)[:3]
-                self._plan = plan_slice(self.image, xy_to_ras, dims, motion_ras=motion)
-                self._last_centre = centre
-                self._view_key = key
-                self.level = self._plan.level
-                self.engine.submit(self.view_id, self._plan.requests)
-            self._dirty = False
+        self.plan()
+        return self.compose()
+
+    def plan(self):
+        """Re-plan (and re-submit to the fetch engine) if the slice node changed since the last plan."""
+        if not (self._dirty or self._plan is None):
+            return self._plan
+        xy_to_ras, dims = self._view_state()
+        key = (xy_to_ras.round(9).tobytes(), dims)
+        if key != self._view_key:
+            centre = xy_to_ras @ np.array([(dims[0] - 1) / 2.0, (dims[1] - 1) / 2.0, 0.0, 1.0])
+            motion = None if self._last_centre is None else (centre - self._last_centre)[:3]
+            self._plan = plan_slice(self.image, xy_to_ras, dims, motion_ras=motion)
+            self._last_centre = centre
+            self._view_key = key
+            self.level = self._plan.level
+            self.engine.submit(self.view_id, self._plan.requests)
+        self._dirty = False
+        return self._plan
+
+    def set_window_level(self, window, level):
+        display = self.proxy.GetScalarVolumeDisplayNode()
+        display.SetAutoWindowLevel(False)
+        display.SetWindowLevel(window, level)
+
+    def compose(self):
+        """Compose what has arrived into the proxy, if the view or the cache changed since last time."""
         state = (self._view_key, self.engine.generation)
         if state == self._composed:
             return False

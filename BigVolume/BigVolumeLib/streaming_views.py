@@ -1,24 +1,58 @@
 """All slice views of a scene streaming one BigVolume image through one fetch engine and cache."""
 
+import numpy as np
+
 from bigvolume.cache import ChunkCache
 from bigvolume.fetch import FetchEngine
-from bigvolume.intensity import display_window
+from bigvolume.intensity import window_from_samples
 from bigvolume.slice_plan import coarsest_level_requests
 
 from .slice_streamer import SliceStreamer
 
 
+def fit_slice_to_image(slice_node, image):
+    """Centre a slice view on the image and fit its field of view to the whole volume (keeping the orientation)."""
+    level = image.levels[0]
+    nz, ny, nx = level.volume_shape
+    edges = np.array([[i, j, k, 1.0] for i in (-0.5, nx - 0.5) for j in (-0.5, ny - 0.5) for k in (-0.5, nz - 0.5)])
+    corners = (level.ijk_to_ras @ edges.T)[:3].T  # voxel edges, not centres, as Slicer fits
+    lo, hi = corners.min(axis=0), corners.max(axis=0)
+    voxel = np.asarray(level.voxel_size_mm)
+    centre = (lo + hi) / 2.0
+    slice_to_ras = slice_node.GetSliceToRAS()
+    rotation = np.array([[slice_to_ras.GetElement(r, c) for c in range(3)] for r in range(3)])
+    extent = np.abs(rotation.T) @ (hi - lo)  # the volume's extent along the view's x, y, normal
+    # Like Slicer, put the slice on a voxel centre when the view looks along a voxel axis.
+    ras_to_ijk = np.linalg.inv(level.ijk_to_ras)
+    normal_ijk = ras_to_ijk[:3, :3] @ rotation[:, 2]
+    axis = int(np.argmax(np.abs(normal_ijk)))
+    if np.abs(normal_ijk).max() > 0.999999 * np.linalg.norm(normal_ijk):
+        centre_ijk = ras_to_ijk @ np.append(centre, 1.0)
+        shift = np.ceil(centre_ijk[axis] - 0.5) - centre_ijk[axis]
+        centre = centre + level.ijk_to_ras[:3, axis] * shift
+    width, height = slice_node.GetDimensions()[:2]
+    fov_x = max(extent[0], extent[1] * width / height)
+    for r in range(3):
+        slice_to_ras.SetElement(r, 3, float(centre[r]))
+    slice_node.SetXYZOrigin(0, 0, 0)
+    slice_node.SetFieldOfView(fov_x, fov_x * height / width, float(voxel.min()))
+    slice_node.UpdateMatrices()
+
+
 class StreamingViews:
-    def __init__(self, scene, image, cache_bytes=None, workers=2, reader=None, layer="background"):
+    def __init__(self, scene, image, cache_bytes=None, workers=2, reader=None, layer="background", fit=True,
+                 window_level=None):
         self.scene = scene
         self.image = image
         self.engine = FetchEngine(image, cache=ChunkCache(cache_bytes), reader=reader, workers=workers)
-        # The whole coarsest level first: every view has something to show at once.
+        # The whole coarsest level, after what the views show: zooming and scrolling never show a hole.
         self.engine.submit("open", coarsest_level_requests(image))
-        self.window_level = display_window(image)
+        self.window_level = window_level
         self.layer = layer
         self.streamers = {}
         self.add_slice_views()
+        if fit:
+            self.fit_views()
 
     def add_slice_views(self):
         """Stream into every slice view of the scene not streamed yet (views may be added later)."""
@@ -29,12 +63,32 @@ class StreamingViews:
                 self.streamers[node.GetID()] = SliceStreamer(self.scene, node, self.image, self.engine,
                                                              window_level=self.window_level, layer=self.layer)
 
+    def fit_views(self):
+        """Show the whole volume in every streamed view (what a user sees on open)."""
+        for streamer in self.streamers.values():
+            fit_slice_to_image(streamer.slice_node, self.image)
+
     def update(self):
         """Let every view catch up with its slice node and the chunks that arrived; True if any changed."""
+        plans = [streamer.plan() for streamer in self.streamers.values()]
+        if self.window_level is None and not self._choose_window(plans):
+            return False  # nothing is shown before the display window is known
         changed = False
         for streamer in self.streamers.values():
-            changed |= streamer.update()
+            changed |= streamer.compose()
         return changed
+
+    def _choose_window(self, plans):
+        """Window/level from the histogram of the coarsest-level chunks the views show first; then kept."""
+        coarsest = len(self.image.levels) - 1
+        keys = sorted({(coarsest, index) for plan in plans for index in plan.chunks.get(coarsest, [])})
+        chunks = [self.engine.cache.peek(key) for key in keys]
+        if not keys or any(chunk is None for chunk in chunks):
+            return False
+        self.window_level = window_from_samples(np.concatenate([c.reshape(-1) for c in chunks]))
+        for streamer in self.streamers.values():
+            streamer.set_window_level(*self.window_level)
+        return True
 
     def levels(self):
         """The level each view shows, by slice view name."""

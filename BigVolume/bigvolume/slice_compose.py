@@ -23,11 +23,10 @@ def compose(image, cache, plan, out=None):
     if plan.empty:
         return out, True
     fill = _compose_aligned_level if plan.kind == "aligned" else _compose_oblique_level
-    complete = True
-    for index in sorted(plan.chunks, reverse=True):  # coarsest first; finer levels overwrite
-        found = fill(image, cache, plan, index, out)
-        if index == plan.level:
-            complete = found == len(plan.chunks[index])
+    complete = all(cache.peek((plan.level, index)) is not None for index in plan.chunks[plan.level])
+    # Coarsest first, finer levels on top; a complete frame needs only its own level.
+    for index in [plan.level] if complete else sorted(plan.chunks, reverse=True):
+        fill(image, cache, plan, index, out)
     return out, complete
 
 
@@ -89,7 +88,7 @@ def _compose_oblique_level(image, cache, plan, index, out):
         if data is None:
             continue
         found += 1
-        (z0, z1), (y0, y1), (x0, x1) = cbox = chunk_box(level, idx)
+        (z0, z1), (y0, y1), (x0, x1) = chunk_box(level, idx)
         start, stop = np.array([x0, y0, z0]) - 0.5, np.array([x1, y1, z1]) - 0.5
         corners = start + offsets * (stop - start)
         xy = (ijk_to_xy[:3, :3] @ corners.T).T + ijk_to_xy[:3, 3]

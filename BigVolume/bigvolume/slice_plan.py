@@ -200,8 +200,8 @@ def _add_requests(image, plan, centre_xy, motion_ras):
 
 
 def coarsest_level_requests(image):
-    """Every chunk of the coarsest level: fetched on open so that no view is ever empty."""
+    """Every chunk of the coarsest level, fetched on open (after what the views show) so no view is ever empty."""
     index = len(image.levels) - 1
     grid = chunk_grid_shape(image.levels[index])
-    return [((VISIBLE, -index, 0.0), (index, (z, y, x)))
+    return [((PREFETCH, -index, 0.0), (index, (z, y, x)))
             for z in range(grid[0]) for y in range(grid[1]) for x in range(grid[2])]

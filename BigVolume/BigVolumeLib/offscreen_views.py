@@ -23,7 +23,7 @@ class SliceScene:
         self.logics = {}
 
     def add_view(self, name, orientation="Axial", size=(256, 256)):
-        node = slicer.vtkMRMLSliceNode()
+        node = self.scene.CreateNodeByClass("vtkMRMLSliceNode")  # carries the scene's orientation presets
         node.SetName(name)
         node.SetLayoutName(name)
         node.SetSingletonTag(name)

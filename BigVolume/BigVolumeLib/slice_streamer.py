@@ -52,6 +52,7 @@ class SliceStreamer:
         self._image_data = vtk.vtkImageData()
         self.proxy.SetAndObserveImageData(self._image_data)
         self._buffer = None
+        self._shared = None  # the buffer VTK's scalars point into
         self._plan = None
         self._view_key = None
         self._composed = None  # (view key, engine generation) last composed
@@ -121,9 +122,15 @@ class SliceStreamer:
         if tuple(image_data.GetDimensions()) != (data.shape[2], data.shape[1], data.shape[0]) or \
                 image_data.GetPointData().GetScalars() is None:
             image_data.SetDimensions(data.shape[2], data.shape[1], data.shape[0])
-        scalars = numpy_support.numpy_to_vtk(data.reshape(-1), deep=True)
-        scalars.SetName("ImageScalars")
-        image_data.GetPointData().SetScalars(scalars)
+        current = image_data.GetPointData().GetScalars()
+        if current is not None and self._shared is data:
+            current.Modified()  # composed in place into the array VTK already shows
+        else:
+            # VTK reads the composition buffer directly (no copy); self._shared keeps it alive.
+            scalars = numpy_support.numpy_to_vtk(data.reshape(-1), deep=False)
+            scalars.SetName("ImageScalars")
+            image_data.GetPointData().SetScalars(scalars)
+            self._shared = data
         image_data.Modified()
         set_ijk_to_ras(self.proxy, self._plan.proxy_ijk_to_ras)
         self.proxy.Modified()

@@ -21,7 +21,7 @@ import threading
 import time
 
 from .cache import ChunkCache
-from .chunk_io import ZarrChunkReader
+from .chunk_io import default_reader
 
 VISIBLE, PREFETCH = 0, 1
 
@@ -30,7 +30,7 @@ class FetchEngine:
     def __init__(self, image, cache=None, reader=None, workers=2, batch=32):
         self.image = image
         self.cache = cache if cache is not None else ChunkCache()
-        self.reader = reader or ZarrChunkReader(image)
+        self.reader = reader or default_reader(image)
         self.batch = batch
         self._wanted = {}  # view id -> {(level, index): priority}
         self._in_flight = set()
@@ -123,23 +123,35 @@ class FetchEngine:
                     self._condition.wait()
                 if self._closed:
                     return
-            start = time.perf_counter()
-            try:
-                chunks = self.reader.read_chunks(level, [index for _, index in keys])
-            except Exception as error:  # a corrupt chunk must not stop the other views
-                chunks = {}
-                with self._condition:
-                    self.errors.extend((key, error) for key in keys)
-            elapsed = time.perf_counter() - start
-            for index, data in chunks.items():
-                self.cache.put((level, index), data)
+            self._serve(level, keys)
+
+    def serve_until_idle(self):
+        """Serve every submission in the calling thread, best first (an engine made with workers=0)."""
+        while True:
             with self._condition:
-                self._in_flight.difference_update(keys)
-                for wanted in self._wanted.values():
-                    for key in keys:
-                        wanted.pop(key, None)
-                self.chunks_read += len(chunks)
-                self.bytes_read += sum(data.nbytes for data in chunks.values())
-                self.seconds_reading += elapsed
-                self.generation += 1
-                self._condition.notify_all()
+                level, keys = self._take_batch()
+            if not keys:
+                return
+            self._serve(level, keys)
+
+    def _serve(self, level, keys):
+        start = time.perf_counter()
+        try:
+            chunks = self.reader.read_chunks(level, [index for _, index in keys])
+        except Exception as error:  # a corrupt chunk must not stop the other views
+            chunks = {}
+            with self._condition:
+                self.errors.extend((key, error) for key in keys)
+        elapsed = time.perf_counter() - start
+        for index, data in chunks.items():
+            self.cache.put((level, index), data)
+        with self._condition:
+            self._in_flight.difference_update(keys)
+            for wanted in self._wanted.values():
+                for key in keys:
+                    wanted.pop(key, None)
+            self.chunks_read += len(chunks)
+            self.bytes_read += sum(data.nbytes for data in chunks.values())
+            self.seconds_reading += elapsed
+            self.generation += 1
+            self._condition.notify_all()

@@ -6,7 +6,7 @@ coarser fill gathered with per-axis index maps; no decoding happens here.
 
 import numpy as np
 
-from .chunk_io import chunk_box
+from .chunk_io import chunk_box, chunk_shape
 
 
 def _fill_value(image):
@@ -30,25 +30,27 @@ def compose(image, cache, plan, out=None):
     return out, complete
 
 
-def _overlap(a, b):
-    return tuple((max(a0, b0), min(a1, b1)) for (a0, a1), (b0, b1) in zip(a, b))
+def _axis_pieces(start, stop, chunk):
+    """For one axis of a box: (chunk index, slice into the box, slice into that chunk) of every chunk it crosses."""
+    pieces = []
+    for c in range(start // chunk, (stop - 1) // chunk + 1):
+        a, b = max(start, c * chunk), min(stop, (c + 1) * chunk)
+        pieces.append((c, slice(a - start, b - start), slice(a - c * chunk, b - c * chunk)))
+    return pieces
 
 
 def _compose_aligned_level(image, cache, plan, index, out):
     level = image.levels[index]
     found = 0
-    if index == plan.level:
-        for idx in plan.chunks[index]:
-            data = cache.get((index, idx))
-            if data is None:
-                continue
-            found += 1
-            cbox = chunk_box(level, idx)
-            inter = _overlap(cbox, plan.box)
-            if any(b <= a for a, b in inter):
-                continue
-            out[tuple(slice(a - o, b - o) for (a, b), (o, _) in zip(inter, plan.box))] = \
-                data[tuple(slice(a - o, b - o) for (a, b), (o, _) in zip(inter, cbox))]
+    if index == plan.level:  # same grid: plain copies, sliced per axis once
+        pz, py, px = [_axis_pieces(a, b, c) for (a, b), c in zip(plan.box, chunk_shape(level))]
+        for cz, oz, dz in pz:
+            for cy, oy, dy in py:
+                for cx, ox, dx in px:
+                    data = cache.get((index, (cz, cy, cx)))
+                    if data is not None:
+                        found += 1
+                        out[oz, oy, ox] = data[dz, dy, dx]
         return found
     # Coarser level: the proxy voxel centres, mapped exactly into this level, rounded to the nearest voxel.
     target = image.levels[plan.level]

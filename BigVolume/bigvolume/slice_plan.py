@@ -135,6 +135,10 @@ def _plan_aligned(image, level_index, xy_to_ijk, width, height, axes):
     ijk = (xy_to_ijk @ corners.T)[:3]
     lo = np.floor(ijk.min(axis=1)).astype(int)
     hi = np.floor(ijk.max(axis=1)).astype(int) + 2  # the next voxel, for linear interpolation
+    normal = axes[2]
+    if abs(ijk[normal, 0] - round(ijk[normal, 0])) < 1e-6:  # the plane lies on voxel centres: one plane is enough
+        lo[normal] = hi[normal] = int(round(ijk[normal, 0]))
+        hi[normal] += 1
     box = _clip_box(((lo[2], hi[2]), (lo[1], hi[1]), (lo[0], hi[0])), level.volume_shape)
     start_ijk = np.array([box[2][0], box[1][0], box[0][0]], dtype=float)
     proxy = level.ijk_to_ras.copy()

@@ -1,0 +1,258 @@
+"""Benchmark: streaming slice views on a 1 TB generated store and a >16 GB on-disk store.
+
+Three 1024 x 1024 slice views (axial, sagittal, coronal) stream through one
+fetch engine and cache, rendered by Slicer's own slice logic (slicer-core).
+Measured, per store, each in its own process:
+
+- open -> coarse preview: until every view shows data (coarsest level);
+- open -> first complete frame: until every view is complete at its level;
+- browsing: the axial view zoomed to level 0 (one voxel per pixel), scrolled
+  200 slices one by one, each frame complete before the next (frames/s), with
+  the time per frame spent streaming (plan, compose) and in Slicer's own
+  slice rendering; and, as the rate to match, Slicer scrolling an ordinary
+  in-memory volume in the same view;
+- pan refinement: the axial view panned by 300 pixels, until complete again;
+- peak RSS of the process, against the cache budget;
+- the napari / ome-zarr-py read path on the same slices: dask.array.from_zarr
+  of level 0, each 1024 x 1024 slice computed (frames/s).
+
+    python bench/slice_browse.py [--disk-store PATH] [--budget-mb 1024] [--output bench/results/slice_browse.json]
+
+The on-disk store (2048^3 uint16, 17.2 GB logical) is written once by
+BigVolume's pyramid writer from the generated pattern and kept for later runs.
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+VIEW = 1024
+SCROLL = 200
+
+
+def _hwm_mb():
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _rss_mb():
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _open(kind, path):
+    import bigvolume
+    from generated_store import GeneratedStore
+
+    if kind == "generated":
+        return bigvolume.open_image(GeneratedStore((8192, 8192, 8192)))
+    return bigvolume.open_image(path)
+
+
+def _wait(views, predicate, timeout=600, spent=None):
+    """Update the views until `predicate`; `spent` (a list) collects the time spent inside update()."""
+    start = time.perf_counter()
+    while True:
+        tick = time.perf_counter()
+        views.update()
+        if spent is not None:
+            spent.append(time.perf_counter() - tick)
+        if predicate():
+            return time.perf_counter() - start
+        if time.perf_counter() - start > timeout:
+            raise TimeoutError("views did not settle")
+        time.sleep(0.0005)
+
+
+def _shows_data(streamer):
+    return streamer._buffer is not None and streamer._buffer.size and streamer._composed is not None and \
+        streamer.engine.generation > 0
+
+
+def measure(kind, path, budget_mb):
+    from BigVolumeLib.offscreen_views import SliceScene
+    from BigVolumeLib.streaming_views import StreamingViews
+
+    result = {"store": kind}
+    scene = SliceScene()  # the application and its views exist before a store is opened
+    names = {"Red": "Axial", "Yellow": "Sagittal", "Green": "Coronal"}
+    nodes = {name: scene.add_view(name, orientation, (VIEW, VIEW)) for name, orientation in names.items()}
+    result["rss_before_open_mb"] = _rss_mb()
+    start = time.perf_counter()
+    image = _open(kind, path)
+    views = StreamingViews(scene.scene, image, cache_bytes=budget_mb * 1024**2, workers=2)
+    streamers = list(views.streamers.values())
+    result["logical_size_gb"] = float(np.prod(image.levels[0].volume_shape) * 2 / 1e9)
+    _wait(views, lambda: all(s._plan is not None and s.engine.cache.peek((len(image.levels) - 1, (0, 0, 0))) is not None
+                             and _shows_data(s) for s in streamers))
+    for name in names:
+        scene.render(name)
+    result["open_to_coarse_preview_s"] = time.perf_counter() - start
+    _wait(views, lambda: all(s.complete for s in streamers))
+    for name in names:
+        scene.render(name)
+    result["open_to_first_complete_frame_s"] = time.perf_counter() - start
+    result["levels_shown"] = views.levels()
+
+    red = nodes["Red"]
+    voxel = image.levels[0].voxel_size_mm
+    red.SetFieldOfView(VIEW * voxel[0], VIEW * voxel[1], voxel[2])
+    red.UpdateMatrices()
+    streamer = views.streamers[red.GetID()]
+    _wait(views, lambda: streamer.complete)
+    frames, updates, renders = [], [], []
+    offset = red.GetSliceOffset()
+    for step in range(1, SCROLL + 1):
+        frame_start = time.perf_counter()
+        red.SetSliceOffset(offset + step * voxel[2])
+        spent = []
+        _wait(views, lambda: streamer.complete, spent=spent)
+        render_start = time.perf_counter()
+        scene.render("Red")
+        renders.append(time.perf_counter() - render_start)
+        updates.append(sum(spent))
+        frames.append(time.perf_counter() - frame_start)
+    frames = np.array(frames)
+    result["browse_level"] = streamer.level
+    result["browse_fps"] = float(SCROLL / frames.sum())
+    result["browse_streaming_ms_per_frame_median"] = float(np.median(updates) * 1000)
+    result["browse_slicer_render_ms_per_frame_median"] = float(np.median(renders) * 1000)
+    result["browse_frame_ms_median"] = float(np.median(frames) * 1000)
+    result["browse_frame_ms_p95"] = float(np.percentile(frames, 95) * 1000)
+    result["browse_frame_ms_max"] = float(frames.max() * 1000)
+
+    pan_start = time.perf_counter()
+    origin = list(red.GetXYZOrigin())
+    red.SetXYZOrigin(origin[0] + 300, origin[1], origin[2])
+    _wait(views, lambda: streamer.complete)
+    scene.render("Red")
+    result["pan_300px_refine_s"] = time.perf_counter() - pan_start
+
+    result["peak_rss_mb"] = _hwm_mb()
+    result["slicer_in_memory_fps"] = _slicer_in_memory_fps(image, red)
+    engine = views.engine
+    result["cache_budget_mb"] = budget_mb
+    result["cache_mb"] = engine.cache.nbytes / 1024**2
+    result["cache_hit_rate"] = engine.cache.hit_rate
+    result["chunks_read"] = engine.chunks_read
+    result["read_mb_per_s_while_reading"] = engine.bytes_read / 1e6 / max(engine.seconds_reading, 1e-9)
+    views.close()
+
+    # The napari / ome-zarr-py way: dask.array.from_zarr on the same level and slices.
+    import dask.array as da
+
+    level0 = image.levels[0]
+    array = da.from_zarr(level0.array)
+    centre_ijk = np.linalg.inv(level0.ijk_to_ras) @ np.append(
+        [red.GetSliceToRAS().GetElement(r, 3) for r in range(3)], 1.0)
+    y0 = int(centre_ijk[1]) - VIEW // 2
+    x0 = int(centre_ijk[0]) - VIEW // 2
+    z0 = int(round(centre_ijk[2]))
+    y0, x0 = max(0, y0), max(0, x0)
+    dask_start = time.perf_counter()
+    for step in range(SCROLL):
+        array[z0 + step, y0:y0 + VIEW, x0:x0 + VIEW].compute()
+    result["dask_from_zarr_fps"] = float(SCROLL / (time.perf_counter() - dask_start))
+    return result
+
+
+def _slicer_in_memory_fps(image, red):
+    """Slicer scrolling an ordinary in-memory volume in the same 1024 x 1024 view: the rate to match."""
+    from BigVolumeLib.offscreen_views import SliceScene
+    from BigVolumeLib.volume_nodes import region_ijk_to_ras
+
+    level0 = image.levels[0]
+    centre = np.linalg.inv(level0.ijk_to_ras) @ np.append([red.GetSliceToRAS().GetElement(r, 3) for r in range(3)], 1.0)
+    z0 = int(round(centre[2]))
+    box = [(z0, z0 + 64), (int(centre[1]) - VIEW // 2, int(centre[1]) + VIEW // 2),
+           (int(centre[0]) - VIEW // 2, int(centre[0]) + VIEW // 2)]
+    box = [(max(0, a), min(n, b)) for (a, b), n in zip(box, level0.volume_shape)]
+    scene = SliceScene()
+    node = scene.add_view("Red", "Axial", (VIEW, VIEW))
+    volume = scene.add_volume(image.read(0, box), region_ijk_to_ras(level0, box), (20000, 20000))
+    scene.composite("Red").SetBackgroundVolumeID(volume.GetID())
+    node.GetSliceToRAS().DeepCopy(red.GetSliceToRAS())
+    node.SetFieldOfView(*red.GetFieldOfView())
+    node.UpdateMatrices()
+    offset = node.GetSliceOffset()
+    start = time.perf_counter()
+    slices = box[0][1] - box[0][0] - 1
+    for step in range(slices):
+        node.SetSliceOffset(offset + step * level0.voxel_size_mm[2])
+        scene.render("Red")
+    return float(slices / (time.perf_counter() - start))
+
+
+def _ensure_disk_store(path):
+    import bigvolume
+    from generated_store import GeneratedStore
+
+    if os.path.exists(os.path.join(path, "zarr.json")):
+        try:
+            bigvolume.open_image(path)
+            return
+        except bigvolume.BigVolumeError:
+            pass
+    generated = bigvolume.open_image(GeneratedStore((2048, 2048, 2048)))
+
+    class Slabs:
+        shape, dtype = generated.levels[0].volume_shape, np.dtype(np.uint16)
+        geometry = bigvolume.VolumeGeometry(spacing=(0.01, 0.01, 0.01))
+
+        def __getitem__(self, key):
+            return generated.read(0, [(key.start, key.stop), (0, self.shape[1]), (0, self.shape[2])])
+
+    print(f"writing {path} (17.2 GB logical) once ...", flush=True)
+    start = time.perf_counter()
+    bigvolume.write_pyramid(Slabs(), path, overwrite=True)
+    print(f"  written in {time.perf_counter() - start:.0f} s", flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--disk-store", default=os.path.join(HERE, "work", "disk-2048.ome.zarr"))
+    parser.add_argument("--budget-mb", type=int, default=1024)
+    parser.add_argument("--output", default=os.path.join(HERE, "results", "slice_browse.json"))
+    parser.add_argument("--only", choices=["generated", "disk"])
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(args.child[0], args.child[1], args.budget_mb)))
+        return
+    kinds = [args.only] if args.only else ["generated", "disk"]
+    if "disk" in kinds:
+        os.makedirs(os.path.dirname(args.disk_store), exist_ok=True)
+        _ensure_disk_store(args.disk_store)
+    results = {}
+    for kind in kinds:
+        run = subprocess.run([sys.executable, __file__, "--child", kind, args.disk_store, "--budget-mb", str(args.budget_mb)],
+                             capture_output=True, text=True)
+        if run.returncode != 0:
+            raise SystemExit(f"{kind} failed:\n{run.stderr[-3000:]}")
+        results[kind] = json.loads(run.stdout.strip().splitlines()[-1])
+        print(json.dumps(results[kind], indent=1), flush=True)
+    report = {"benchmark": "slice_browse", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+              "view_pixels": [VIEW, VIEW], "scrolled_slices": SCROLL, "results": results}
+    os.makedirs(os.path.dirname(args.output), exist_ok=True)
+    with open(args.output, "w") as f:
+        json.dump(report, f, indent=2)
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -96,6 +96,7 @@ class BigVolumeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._image = None
+        self._streamTimer = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -116,6 +117,7 @@ class BigVolumeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def cleanup(self) -> None:
         self.removeObservers()
+        self.stopStreaming()
 
     def enter(self) -> None:
         self.initializeParameterNode()
@@ -145,10 +147,26 @@ class BigVolumeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onOpenButton(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to open the store."), waitCursor=True):
             ensurePythonDependencies(self.resourcePath("requirements.txt"), requester="BigVolume")
+            self.stopStreaming()
             self._image = self.logic.open(str(self._parameterNode.storePath))
             self.ui.infoText.plainText = self.logic.describe(self._image)
             self.ui.levelSpinBox.maximum = len(self._image.levels) - 1
             self.ui.loadLevelButton.enabled = True
+            self.logic.startStreaming(self._image)
+            # Views catch up with their slice nodes and arriving chunks between Qt events.
+            import qt
+
+            self._streamTimer = qt.QTimer()
+            self._streamTimer.setInterval(self.logic.streamIntervalMs)
+            self._streamTimer.connect("timeout()", self.logic.updateViews)
+            self._streamTimer.start()
+
+    def stopStreaming(self) -> None:
+        if self._streamTimer is not None:
+            self._streamTimer.stop()
+            self._streamTimer = None
+        if self.logic:
+            self.logic.stopStreaming()
 
     def onLoadLevelButton(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to load the level."), waitCursor=True):
@@ -166,9 +184,29 @@ class BigVolumeLogic(ScriptedLoadableModuleLogic):
 
     # A whole level is loaded only when it fits comfortably in memory.
     maxLoadBytes = 2 * 1024**3
+    # How often streamed views catch up (ms): cheap when nothing changed.
+    streamIntervalMs = 15
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
+        self.views = None
+
+    def startStreaming(self, image, scene=None, cacheBytes=None):
+        """Stream `image` into every slice view of the scene (each at the level its zoom needs)."""
+        from BigVolumeLib.streaming_views import StreamingViews
+
+        self.stopStreaming()
+        self.views = StreamingViews(scene or slicer.mrmlScene, image, cache_bytes=cacheBytes)
+        return self.views
+
+    def updateViews(self) -> bool:
+        return self.views.update() if self.views else False
+
+    def stopStreaming(self) -> None:
+        """Stop streaming, remove the views' proxy volumes and free the chunk cache."""
+        if self.views is not None:
+            self.views.close()
+            self.views = None
 
     def getParameterNode(self):
         return BigVolumeParameterNode(super().getParameterNode())
@@ -215,6 +253,8 @@ class BigVolumeTest(ScriptedLoadableModuleTest):
     def runTest(self):
         self.setUp()
         self.test_OpenAndLoadLevel()
+        self.setUp()
+        self.test_Streaming()
 
     def test_OpenAndLoadLevel(self):
         import tempfile
@@ -243,4 +283,28 @@ class BigVolumeTest(ScriptedLoadableModuleTest):
         full.GetRASBounds(fullBounds)
         coarse.GetRASBounds(coarseBounds)
         np.testing.assert_allclose(fullBounds, coarseBounds, atol=1e-6)
+        self.delayDisplay("Test passed")
+
+    def test_Streaming(self):
+        import tempfile
+        import time
+
+        import bigvolume
+        from bigvolume.synthetic import SyntheticRockCore
+
+        self.delayDisplay("Streaming a synthetic pyramid into the slice views")
+        path = os.path.join(tempfile.mkdtemp(), "core.ome.zarr")
+        bigvolume.write_pyramid(SyntheticRockCore((128, 160, 160), seed=4), path, coarsest=32)
+        logic = BigVolumeLogic()
+        views = logic.startStreaming(logic.open(path))
+        deadline = time.time() + 30
+        while time.time() < deadline and not all(s.complete for s in views.streamers.values()):
+            logic.updateViews()
+            slicer.app.processEvents()
+        self.assertTrue(all(s.complete for s in views.streamers.values()))
+        red = slicer.app.layoutManager().sliceWidget("Red").sliceLogic()
+        self.assertEqual(red.GetSliceCompositeNode().GetBackgroundVolumeID(),
+                         views.streamers[red.GetSliceNode().GetID()].proxy.GetID())
+        logic.stopStreaming()
+        self.assertEqual(slicer.mrmlScene.GetNodesByClass("vtkMRMLScalarVolumeNode").GetNumberOfItems(), 0)
         self.delayDisplay("Test passed")

@@ -1,6 +1,5 @@
 """Chunk readers: the direct reader returns exactly what zarr-python does, and fails as clearly."""
 
-
 import numpy as np
 import pytest
 

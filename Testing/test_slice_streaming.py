@@ -286,3 +286,14 @@ def test_fit_views_shows_the_whole_volume_like_slicer_does(pyramid):
         centre = np.array([node.GetSliceToRAS().GetElement(r, 3) for r in range(3)])
         np.testing.assert_allclose(centre, expected_centre, atol=1e-9)
         streaming.close()
+
+
+def test_close_removes_the_proxies_and_frees_the_cache(pyramid):
+    scene, nodes, reference, streaming = _setup(pyramid)
+    _settle(streaming)
+    proxies = [s.proxy for s in streaming.streamers.values()]
+    assert streaming.engine.cache.nbytes > 0
+    streaming.close()
+    assert all(p.GetScene() is None for p in proxies)
+    assert streaming.engine.cache.nbytes == 0
+    assert scene.scene.GetNodesByClass("vtkMRMLScalarVolumeNode").GetNumberOfItems() == 1  # the reference only

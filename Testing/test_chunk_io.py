@@ -6,7 +6,7 @@ import pytest
 import bigvolume
 from bigvolume import CorruptChunkError
 from bigvolume.cache import ChunkCache
-from bigvolume.chunk_io import DirectChunkReader, ZarrChunkReader, chunk_grid_shape, default_reader
+from bigvolume.chunk_io import DirectChunkReader, TensorstoreReader, ZarrChunkReader, chunk_grid_shape, default_reader
 from bigvolume.fetch import VISIBLE, FetchEngine
 
 
@@ -26,22 +26,32 @@ def test_direct_reader_matches_zarr_python(tmp_path, options):
     path = tmp_path / "s.ome.zarr"
     bigvolume.write_pyramid(volume, path, chunks=(16, 16, 16), coarsest=16, **options)
     image = bigvolume.open_image(path)
-    assert DirectChunkReader.supports(image) and isinstance(default_reader(image), DirectChunkReader)
-    direct, reference = DirectChunkReader(image), ZarrChunkReader(image)
-    for level in image.levels:
-        indices = _all_chunks(level)
-        ours, theirs = direct.read_chunks(level.index, indices), reference.read_chunks(level.index, indices)
-        for index in indices:
-            np.testing.assert_array_equal(ours[index], theirs[index])
-    np.testing.assert_array_equal(direct.read_chunks(0, [(0, 0, 0)])[(0, 0, 0)], 0)
+    assert DirectChunkReader.supports(image) and isinstance(default_reader(image), TensorstoreReader)
+    reference = ZarrChunkReader(image)
+    for reader in (DirectChunkReader(image), TensorstoreReader(image)):
+        for level in image.levels:
+            indices = _all_chunks(level)
+            theirs = reference.read_chunks(level.index, indices)
+            for batch in (indices, indices[::3], indices[-1:]):  # a whole box, scattered chunks, one chunk
+                ours = reader.read_chunks(level.index, batch)
+                assert set(ours) == set(batch)
+                for index in batch:
+                    np.testing.assert_array_equal(ours[index], theirs[index])
+        np.testing.assert_array_equal(reader.read_chunks(0, [(0, 0, 0)])[(0, 0, 0)], 0)
 
 
-def test_other_stores_fall_back_to_zarr_python(tmp_path):
+def test_reader_choice_follows_the_store(tmp_path):
     import zarr
+    from zarr.storage import LocalStore, WrapperStore
 
     path = tmp_path / "zstd.ome.zarr"
     bigvolume.write_pyramid(np.ones((8, 8, 8), np.uint8), path, compressor=zarr.codecs.ZstdCodec())
-    assert isinstance(default_reader(bigvolume.open_image(path)), ZarrChunkReader)
+    image = bigvolume.open_image(path)
+    assert not DirectChunkReader.supports(image)  # not a layout it decodes ...
+    assert isinstance(default_reader(image), TensorstoreReader)  # ... tensorstore does
+    wrapped = bigvolume.open_image(WrapperStore(LocalStore(str(path), read_only=True)))
+    assert isinstance(default_reader(wrapped), ZarrChunkReader)  # any other store: zarr-python
+    np.testing.assert_array_equal(default_reader(wrapped).read_chunks(0, [(0, 0, 0)])[(0, 0, 0)], 1)
 
 
 def _corrupt_one_chunk(tmp_path, shard_chunks):
@@ -51,10 +61,11 @@ def _corrupt_one_chunk(tmp_path, shard_chunks):
     return path, volume
 
 
-def test_corrupt_unsharded_chunk_is_named(tmp_path):
+@pytest.mark.parametrize("reader_class", [DirectChunkReader, TensorstoreReader])
+def test_corrupt_unsharded_chunk_is_named(tmp_path, reader_class):
     path, _ = _corrupt_one_chunk(tmp_path, None)
     (path / "0" / "c" / "1" / "0" / "1").write_bytes(b"not blosc at all")
-    reader = DirectChunkReader(bigvolume.open_image(path))
+    reader = reader_class(bigvolume.open_image(path))
     with pytest.raises(CorruptChunkError, match=r"0/c/1/0/1"):
         reader.read_chunks(0, [(1, 0, 1)])
     assert reader.read_chunks(0, [(0, 0, 0)])[(0, 0, 0)].shape == (16, 16, 16)

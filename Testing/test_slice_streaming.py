@@ -4,6 +4,7 @@ import threading
 
 import numpy as np
 import pytest
+import slicer
 import vtk
 
 import bigvolume
@@ -297,3 +298,26 @@ def test_close_removes_the_proxies_and_frees_the_cache(pyramid):
     assert all(p.GetScene() is None for p in proxies)
     assert streaming.engine.cache.nbytes == 0
     assert scene.scene.GetNodesByClass("vtkMRMLScalarVolumeNode").GetNumberOfItems() == 1  # the reference only
+
+
+def test_data_probe_reads_the_true_voxel_values_from_the_proxy(pyramid):
+    """Slicer's data probe reads the layer volume at a RAS point through its RASToIJK: the proxy must answer as the volume would."""
+    image, voxels = pyramid
+    scene, nodes, reference, streaming = _setup(pyramid)
+    node = nodes["Red"]
+    fov = node.GetFieldOfView()
+    node.SetFieldOfView(fov[0] / 3, fov[1] / 3, fov[2])
+    _settle(streaming)
+    proxy = streaming.streamers[node.GetID()].proxy
+    proxy_voxels = slicer.util.arrayFromVolume(proxy)
+    ras_to_ijk, full_ras_to_ijk = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
+    proxy.GetRASToIJKMatrix(ras_to_ijk)
+    reference.GetRASToIJKMatrix(full_ras_to_ijk)
+    xy_to_ras = node.GetXYToRAS()
+    rng = np.random.default_rng(0)
+    for x, y in rng.uniform([0, 0], node.GetDimensions()[:2], size=(50, 2)):
+        ras = xy_to_ras.MultiplyPoint((x, y, 0, 1))
+        i, j, k = [int(np.floor(v + 0.5)) for v in ras_to_ijk.MultiplyPoint(ras)[:3]]
+        fi, fj, fk = [int(np.floor(v + 0.5)) for v in full_ras_to_ijk.MultiplyPoint(ras)[:3]]
+        assert proxy_voxels[k, j, i] == voxels[fk, fj, fi]
+    streaming.close()

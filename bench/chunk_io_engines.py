@@ -15,13 +15,15 @@ an engine that needs the GIL to read or decode starves there.
 import argparse
 import json
 import os
-import platform
+import sys
 import threading
 import time
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from common import write_report  # noqa: E402
 
 
 class TensorstoreReader:
@@ -147,14 +149,8 @@ def main():
             entry[label] = {"chunks_per_s": rate, "mb_per_s": rate * chunk_mb, "page_cache": "cold" if cold else "warm"}
         results[name] = entry
         print(name, json.dumps(entry), flush=True)
-    report = {"benchmark": "chunk_io_engines", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-              "store": args.store, "chunk_shape": list(image.levels[0].chunks), "chunks_read": len(indices),
-              "results": results}
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output, "w") as f:
-        json.dump(report, f, indent=2)
-    print(f"wrote {args.output}")
+    write_report(args.output, "chunk_io_engines", store=args.store, chunk_shape=list(image.levels[0].chunks),
+                 chunks_read=len(indices), results=results)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ BigVolume's pyramid writer from the generated pattern and kept for later runs.
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -34,24 +33,9 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+from common import peak_rss_mb, rss_mb, write_report  # noqa: E402
 VIEW = 1024
 SCROLL = 200
-
-
-def _hwm_mb():
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _rss_mb():
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _open(kind, path):
@@ -91,7 +75,7 @@ def measure(kind, path, budget_mb):
     scene = SliceScene()  # the application and its views exist before a store is opened
     names = {"Red": "Axial", "Yellow": "Sagittal", "Green": "Coronal"}
     nodes = {name: scene.add_view(name, orientation, (VIEW, VIEW)) for name, orientation in names.items()}
-    result["rss_before_open_mb"] = _rss_mb()
+    result["rss_before_open_mb"] = rss_mb()
     start = time.perf_counter()
     image = _open(kind, path)
     views = StreamingViews(scene.scene, image, cache_bytes=budget_mb * 1024**2, workers=2)
@@ -142,7 +126,7 @@ def measure(kind, path, budget_mb):
     scene.render("Red")
     result["pan_300px_refine_s"] = time.perf_counter() - pan_start
 
-    result["peak_rss_mb"] = _hwm_mb()
+    result["peak_rss_mb"] = peak_rss_mb()
     result["slicer_in_memory_fps"] = _slicer_in_memory_fps(image, red)
     engine = views.engine
     result["cache_budget_mb"] = budget_mb
@@ -245,13 +229,7 @@ def main():
             raise SystemExit(f"{kind} failed:\n{run.stderr[-3000:]}")
         results[kind] = json.loads(run.stdout.strip().splitlines()[-1])
         print(json.dumps(results[kind], indent=1), flush=True)
-    report = {"benchmark": "slice_browse", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-              "view_pixels": [VIEW, VIEW], "scrolled_slices": SCROLL, "results": results}
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output, "w") as f:
-        json.dump(report, f, indent=2)
-    print(f"wrote {args.output}")
+    write_report(args.output, "slice_browse", view_pixels=[VIEW, VIEW], scrolled_slices=SCROLL, results=results)
 
 
 if __name__ == "__main__":

@@ -15,10 +15,12 @@ A reader opens a file or folder and returns a `VolumeSource`:
 the file, and records that it did.
 """
 
+import io
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ..errors import InputError
 from ..geometry import VolumeGeometry
 
 
@@ -74,6 +76,23 @@ class VolumeSource:
         return int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
 
 
+def open_input(path):
+    """Open an input file for reading, or raise InputError saying why it cannot be."""
+    try:
+        return io.open(path, "rb")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot open ({exc.strerror})") from None
+
+
+def leading_bytes(path, count):
+    """The first `count` bytes of a file, or b"" if it cannot be read (for cheap format probes)."""
+    try:
+        with io.open(path, "rb") as f:
+            return f.read(count)
+    except OSError:
+        return b""
+
+
 def with_overrides(source, spacing=None, origin=None, direction=None, unit=None):
     """Replace parts of `source.geometry` (x, y, z order) and record each replacement in `source.info`."""
     changes = {}
@@ -86,4 +105,4 @@ def with_overrides(source, spacing=None, origin=None, direction=None, unit=None)
     return source
 
 
-__all__ = ["SourceInfo", "VolumeGeometry", "VolumeSource", "with_overrides"]
+__all__ = ["SourceInfo", "VolumeGeometry", "VolumeSource", "leading_bytes", "open_input", "with_overrides"]

@@ -8,14 +8,13 @@ geometry. HeaderSize skips bytes from the start of the data file, -1 puts the
 data at its end. CompressedData is a zlib stream, streamed forward.
 """
 
-import io
 import os
 
 import numpy as np
 
 from ..errors import InputError
 from ..geometry import VolumeGeometry
-from .base import SourceInfo
+from .base import SourceInfo, leading_bytes, open_input
 from .blocks import BlockSource, orthonormal_direction
 
 _TYPES = {
@@ -36,19 +35,12 @@ def probe(path):
     """Whether `path` is a MetaImage header: a .mha/.mhd name, or a first line naming the object type or dimensions."""
     if str(path).lower().endswith((".mha", ".mhd")):
         return os.path.isfile(path)
-    try:
-        with io.open(path, "rb") as f:
-            return f.read(16).lstrip().startswith((b"ObjectType", b"NDims"))
-    except OSError:
-        return False
+    return leading_bytes(path, 16).lstrip().startswith((b"ObjectType", b"NDims"))
 
 
 def read_header(path):
     """(fields by lower-case name -> (name as written, value), byte after the ElementDataFile line)."""
-    try:
-        f = io.open(path, "rb")
-    except OSError as exc:
-        raise InputError(f"{path}: cannot open ({exc.strerror})") from None
+    f = open_input(path)
     fields = {}
     with f:
         for _ in range(_MAX_HEADER_LINES):

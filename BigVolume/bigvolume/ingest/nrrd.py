@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import BigVolumeError, InputError
 from ..geometry import VolumeGeometry
 from ..units import canonical_space_unit
-from .base import SourceInfo
+from .base import SourceInfo, leading_bytes, open_input
 from .blocks import BlockSource, orthonormal_direction
 
 _MAX_HEADER_LINES = 10000
@@ -54,19 +54,12 @@ _SPATIAL_KINDS = {"domain", "space", "time", "none", "???"}
 
 def probe(path):
     """Whether `path` is a NRRD header (attached or detached): its first bytes are the NRRD magic."""
-    try:
-        with io.open(path, "rb") as f:
-            return re.match(rb"NRRD000\d", f.read(8)) is not None
-    except OSError:
-        return False
+    return re.match(rb"NRRD000\d", leading_bytes(path, 8)) is not None
 
 
 def read_header(path):
     """(fields by lower-case name, key/value pairs, byte where attached data starts or None)."""
-    try:
-        f = io.open(path, "rb")
-    except OSError as exc:
-        raise InputError(f"{path}: cannot open ({exc.strerror})") from None
+    f = open_input(path)
     with f:
         if not re.match(rb"NRRD000\d\s*$", f.readline(64)):
             raise InputError(f"{path}: not a NRRD file (it does not start with NRRD000X)")

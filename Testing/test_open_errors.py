@@ -1,7 +1,6 @@
 """Bad input gets a clear error naming what is wrong and where."""
 
 import json
-import os
 
 import numpy as np
 import pytest

@@ -4,7 +4,6 @@ import tracemalloc
 
 import numpy as np
 import pytest
-import zarr
 
 import bigvolume
 from bigvolume import IncompleteStoreError, StoreError, VolumeGeometry

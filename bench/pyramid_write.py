@@ -154,7 +154,7 @@ def _reference(volume, factor):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", type=int, nargs=3, default=(640, 512, 512))
-    parser.add_argument("--workdir", default=os.path.join(HERE, "work"))
+    parser.add_argument("--workdir", default=os.path.join(HERE, "work", "pyramid_write"))
     parser.add_argument("--output", default=os.path.join(HERE, "results", "pyramid_write.json"))
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -4,7 +4,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 from .errors import BigVolumeError
 
@@ -57,7 +56,120 @@ def _cmd_demo(args):
 
     shape = tuple(args.shape) if args.shape else DEMO_SIZES[args.size]
     run_demo(args.output, shape, seed=args.seed)
+    if not args.no_views:
+        _render_demo_views(args.output)
     return 0
+
+
+def _render_demo_views(store):
+    """Stream the demo store into three offscreen slice views and save PNGs, when the MRML layer is installed."""
+    import importlib
+
+    try:  # the MRML layer (vtk + Slicer's MRML classes); the core never needs it
+        demo_views = importlib.import_module("BigVolumeLib.demo_views")
+    except ImportError as error:
+        print(f"Streamed views not rendered ({error}); install them with: pip install 'bigvolume[views]'")
+        return
+    out_dir = os.path.join(os.path.dirname(os.path.abspath(store)), "views")
+    print(f"Streaming {store} into axial, sagittal and coronal 512 x 512 views (Slicer's slice rendering, offscreen):")
+    for result in demo_views.render_demo_views(store, out_dir):
+        preview = result["seconds_to_preview"]
+        timing = f"preview {1000 * preview:.0f} ms, complete {1000 * result['seconds_to_complete']:.0f} ms after opening" \
+            if preview is not None else f"complete {1000 * result['seconds_to_complete']:.0f} ms after zooming"
+        print(f"  {result['view']:<8} zoom x{result['zoom']}: level {result['level']}, {timing} -> {result['png']}")
+
+
+def _reader_options(args):
+    options = {"pattern": args.pattern, "channel": args.channel, "time": args.time, "level": args.level}
+    if args.raw_size:
+        options.update(size=tuple(args.raw_size), dtype=args.raw_dtype, byte_order=args.raw_byte_order,
+                       header_bytes=args.raw_header)
+    return options
+
+
+def _direction(values):
+    if values is None:
+        return None
+    if len(values) != 9:
+        from .errors import InputError
+
+        raise InputError("--direction takes 9 numbers: the x, y and z axis directions, one after another")
+    return tuple(zip(*[values[0:3], values[3:6], values[6:9]]))  # columns as given -> rows of the matrix
+
+
+def _cmd_convert(args):
+    import threading
+
+    from .convert import convert, convert_batch, summary_table
+    from .progress import ProgressBar
+
+    *inputs, output = args.paths
+    if not inputs:
+        print("bigvolume: error: give at least one INPUT and the OUTPUT", file=sys.stderr)
+        return 2
+    batch = len(inputs) > 1 or (os.path.isdir(output) and not output.rstrip("/").endswith(".zarr")
+                                and not os.path.exists(os.path.join(output, "zarr.json"))
+                                and not os.path.exists(os.path.join(output, ".zgroup")))
+    options = dict(format=args.format, reader_options=_reader_options(args), spacing=args.spacing,
+                   origin=args.origin, direction=_direction(args.direction), unit=args.unit, labels=args.labels,
+                   ngff_version=args.ngff, chunks=tuple(args.chunks),
+                   shard_chunks=None if args.no_shards else tuple(args.shard_chunks), coarsest=args.coarsest,
+                   resume=args.resume, overwrite=args.overwrite, workers=args.workers, scheduler=args.scheduler)
+    out = sys.stdout
+    bars = {}
+
+    def progress(done, total, unit_bytes):
+        if args.quiet:
+            return
+        bar = bars.get("bar")
+        if bar is None:
+            bar = bars["bar"] = ProgressBar("writing", out, unit_bytes)
+        bar(done, total)
+
+    def on_open(source):
+        if not args.quiet:
+            print("\n".join("  " + line for line in source.info.describe().splitlines()), file=out)
+
+    def on_start(index, count, path, target):
+        bars.clear()
+        print(f"[{index + 1}/{count}] {path} -> {target}", file=out)
+
+    def on_done(result):
+        if result.ok:
+            print(f"  {result.status} in {result.seconds:.1f} s", file=out)
+        else:
+            print(f"  {result.status}: {result.error}", file=out)
+
+    cancel = threading.Event()
+    options.update(progress=progress, on_open=on_open)
+    if batch:
+        results = convert_batch(inputs, output, on_start=on_start, on_done=on_done, cancel=cancel, **options)
+    else:
+        on_start(0, 1, inputs[0], output)
+        try:
+            results = [convert(inputs[0], output, cancel=cancel, **options)]
+        except KeyboardInterrupt:
+            raise
+        on_done(results[0])
+    print(file=out)
+    print(summary_table(results), file=out)
+    return 0 if all(r.ok for r in results) else 1
+
+
+def _cmd_validate(args):
+    from .validate import validate
+
+    code = 0
+    for store in args.stores:
+        report = validate(store, deep=args.deep)
+        if args.json:
+            json.dump({"store": report.store, "valid": report.valid, "errors": report.errors,
+                       "warnings": report.warnings, "facts": report.facts}, sys.stdout, indent=2)
+            print()
+        else:
+            print(report.text())
+        code = code or (0 if report.valid else 1)
+    return code
 
 
 def build_parser():
@@ -76,7 +188,60 @@ def build_parser():
                       help="small 160x128x128 (5 MB), default 640x512x512 (335 MB), large 1280x1024x1024 (2.7 GB)")
     demo.add_argument("--shape", type=int, nargs=3, metavar=("Z", "Y", "X"), help="any size instead of --size")
     demo.add_argument("--seed", type=int, default=0, help="random seed of the synthetic sample")
+    demo.add_argument("--no-views", action="store_true", help="skip rendering the streamed slice views to PNG")
     demo.set_defaults(func=_cmd_demo)
+
+    convert = sub.add_parser(
+        "convert", help="convert TIFF, raw, OME-Zarr, NRRD, MetaImage, NIfTI or DICOM into OME-Zarr pyramids",
+        description="Convert INPUT into the OME-Zarr image OUTPUT, or several INPUTs into the folder OUTPUT "
+                    "(each as <name>.ome.zarr), with a summary table at the end. Voxel size, origin and direction "
+                    "come from the files unless given here (files often lie).")
+    convert.add_argument("paths", nargs="+", metavar="PATH",
+                         help="INPUT... OUTPUT: inputs (files, folders of slices, glob patterns in quotes), then the output")
+    convert.add_argument("--format", help="input format instead of detecting it: ome-zarr, tiff, nrrd, metaimage, "
+                                          "nifti, dicom, raw")
+    geometry = convert.add_argument_group("geometry (overrides what the input says; x, y, z order)")
+    geometry.add_argument("--spacing", type=float, nargs=3, metavar=("X", "Y", "Z"), help="voxel size and slice distance")
+    geometry.add_argument("--origin", type=float, nargs=3, metavar=("X", "Y", "Z"), help="centre of the first voxel (LPS)")
+    geometry.add_argument("--direction", type=float, nargs="+", metavar="D",
+                          help="9 numbers: directions of the x, y and z index axes (LPS)")
+    geometry.add_argument("--unit", help="length unit of spacing and origin, e.g. micrometer, millimeter")
+    reading = convert.add_argument_group("reading")
+    reading.add_argument("--pattern", help="only slices matching this glob pattern in a folder, e.g. 'rec_*.tif'")
+    reading.add_argument("--channel", type=int, help="channel of a multi-channel TIFF or OME-Zarr (default 0)")
+    reading.add_argument("--time", type=int, help="time point of a TIFF hyperstack or OME-Zarr (default 0)")
+    reading.add_argument("--level", type=int, help="level of an OME-Zarr input to read (default 0)")
+    reading.add_argument("--raw-size", type=int, nargs=3, metavar=("X", "Y", "Z"), help="size of a raw input")
+    reading.add_argument("--raw-dtype", default="uint16", help="data type of a raw input (default %(default)s)")
+    reading.add_argument("--raw-byte-order", choices=("little", "big"), default="little")
+    reading.add_argument("--raw-header", type=int, default=0, metavar="BYTES", help="bytes to skip before the voxels")
+    writing = convert.add_argument_group("output")
+    kind = writing.add_mutually_exclusive_group()
+    kind.add_argument("--labels", action="store_true", default=None,
+                      help="a label map: downsample with the most frequent value, not the filter")
+    kind.add_argument("--intensity", action="store_false", dest="labels",
+                      help="an intensity image even if the input says labels")
+    writing.add_argument("--ngff", choices=("0.5", "0.4"), default="0.5", help="OME-NGFF version (0.4: Zarr v2, no shards)")
+    writing.add_argument("--chunks", type=int, nargs=3, default=(64, 64, 64), metavar=("Z", "Y", "X"))
+    writing.add_argument("--shard-chunks", type=int, nargs=3, default=(1, 8, 8), metavar=("Z", "Y", "X"),
+                         help="chunks per shard (default 1 8 8)")
+    writing.add_argument("--no-shards", action="store_true", help="one file per chunk")
+    writing.add_argument("--coarsest", type=int, default=256, help="stop when every axis has at most this many voxels")
+    writing.add_argument("--resume", action="store_true",
+                         help="continue unfinished outputs where they stopped; complete ones are skipped")
+    writing.add_argument("--overwrite", action="store_true",
+                         help="replace existing outputs (the old one is deleted only when the new one is complete)")
+    running = convert.add_argument_group("running")
+    running.add_argument("--workers", type=int, help="processes to use (default: all cores for large inputs)")
+    running.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask distributed cluster, e.g. tcp://host:8786")
+    running.add_argument("--quiet", action="store_true", help="no progress or metadata report, only the summary")
+    convert.set_defaults(func=_cmd_convert)
+
+    validate = sub.add_parser("validate", help="check OME-NGFF conformance and completeness of stores")
+    validate.add_argument("stores", nargs="+", metavar="STORE")
+    validate.add_argument("--deep", action="store_true", help="also decode every stored chunk")
+    validate.add_argument("--json", action="store_true")
+    validate.set_defaults(func=_cmd_validate)
     return parser
 
 
@@ -84,11 +249,12 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except BigVolumeError as error:
+    except (BigVolumeError, OSError) as error:
         print(f"bigvolume: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("bigvolume: interrupted", file=sys.stderr)
+        print("bigvolume: interrupted" + ("; run the same command with --resume to continue where it stopped"
+                                          if args.command == "convert" else ""), file=sys.stderr)
         return 130
 
 

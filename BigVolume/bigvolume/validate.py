@@ -1,0 +1,220 @@
+"""`bigvolume validate STORE`: is this an OME-NGFF multiscale image (0.4 or 0.5), and is it complete?
+
+Conformance, from the NGFF 0.4/0.5 specifications: the version and Zarr
+format agree; 2-5 axes with unique names, types time/channel/space, time
+first, then channel, then 2-3 space axes with UDUNITS length units; every
+dataset path is an array with one dimension per axis; each dataset has one
+scale (positive, one value per axis) optionally followed by one translation;
+levels go from finest to coarsest; Zarr v3 dimension_names match the axes.
+
+Completeness: the store is not marked as being written by BigVolume and has
+no write journal; every level's arrays exist. `deep=True` also decodes every
+stored chunk or shard (checksums included) and names the first that fails.
+"""
+
+import json
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import BigVolumeError
+from .journal import JOURNAL_NAME
+from .ngff import NAMESPACE, find_multiscales
+from .units import canonical_space_unit
+
+_TIME_UNITS = {"attosecond", "centisecond", "day", "decisecond", "exasecond", "femtosecond", "gigasecond",
+               "hectosecond", "hour", "kilosecond", "megasecond", "microsecond", "millisecond", "minute",
+               "nanosecond", "petasecond", "picosecond", "second", "terasecond", "yoctosecond", "yottasecond",
+               "zeptosecond", "zettasecond"}
+
+
+@dataclass
+class Report:
+    store: str
+    errors: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
+    facts: dict = field(default_factory=dict)
+
+    @property
+    def valid(self):
+        return not self.errors
+
+    def text(self):
+        head = f"{self.store}: " + ("valid" if self.valid else f"NOT valid ({len(self.errors)} problem"
+                                                             f"{'s' if len(self.errors) != 1 else ''})")
+        if self.facts:
+            head += " - " + ", ".join(f"{k} {v}" for k, v in self.facts.items())
+        return "\n".join([head] + [f"  error: {e}" for e in self.errors] + [f"  warning: {w}" for w in self.warnings])
+
+
+def _root_attrs(path, report):
+    v3 = os.path.join(path, "zarr.json")
+    if os.path.exists(v3):
+        meta = json.load(open(v3))
+        if meta.get("node_type") != "group":
+            report.errors.append("zarr.json describes an array, not a group; validate the image folder")
+        return 3, meta.get("attributes", {})
+    if os.path.exists(os.path.join(path, ".zgroup")):
+        attrs_path = os.path.join(path, ".zattrs")
+        return 2, json.load(open(attrs_path)) if os.path.exists(attrs_path) else {}
+    report.errors.append("not a Zarr group (no zarr.json or .zgroup)")
+    return None, {}
+
+
+def _check_axes(axes, report):
+    if not isinstance(axes, list) or not 2 <= len(axes) <= 5:
+        report.errors.append(f"axes must be a list of 2 to 5 entries, got {axes!r}")
+        return []
+    names, kinds = [], []
+    for axis in axes:
+        if not isinstance(axis, dict) or "name" not in axis:
+            report.errors.append(f"axis {axis!r} is not an object with a name")
+            return []
+        names.append(axis["name"])
+        kind = axis.get("type")
+        kinds.append(kind)
+        unit = axis.get("unit")
+        if kind == "space" and unit is not None:
+            try:
+                canonical_space_unit(unit)
+                if canonical_space_unit(unit) != unit:
+                    report.warnings.append(f"axis {axis['name']!r}: unit {unit!r} is not spelled as UDUNITS-2 "
+                                           f"({canonical_space_unit(unit)!r})")
+            except BigVolumeError:
+                report.errors.append(f"axis {axis['name']!r}: {unit!r} is not a UDUNITS-2 length unit")
+        if kind == "time" and unit is not None and unit not in _TIME_UNITS:
+            report.errors.append(f"axis {axis['name']!r}: {unit!r} is not a UDUNITS-2 time unit")
+    if len(set(names)) != len(names):
+        report.errors.append(f"axis names repeat: {names}")
+    space = [i for i, k in enumerate(kinds) if k == "space"]
+    if not 2 <= len(space) <= 3:
+        report.errors.append(f"there must be 2 or 3 space axes, found {len(space)} ({names})")
+    if space and space != list(range(len(kinds) - len(space), len(kinds))):
+        report.errors.append(f"space axes must come last: {names}")
+    if kinds.count("time") > 1 or ("time" in kinds and kinds.index("time") != 0):
+        report.errors.append(f"a time axis must be the first and only one: {names}")
+    if kinds.count("channel") > 1:
+        report.errors.append(f"at most one channel axis: {names}")
+    return names
+
+
+def _check_transforms(where, transforms, ndim, report):
+    if not isinstance(transforms, list) or not transforms:
+        report.errors.append(f"{where}: coordinateTransformations must be a non-empty list")
+        return None
+    kinds = [t.get("type") for t in transforms]
+    if kinds not in (["scale"], ["scale", "translation"]):
+        report.errors.append(f"{where}: coordinateTransformations must be one scale, optionally followed by one "
+                             f"translation; got {kinds}")
+        return None
+    scale = transforms[0].get("scale")
+    if not isinstance(scale, list) or len(scale) != ndim or any(not isinstance(v, (int, float)) or v <= 0 for v in scale):
+        report.errors.append(f"{where}: scale {scale!r} must be {ndim} positive numbers")
+        return None
+    if len(transforms) == 2:
+        translation = transforms[1].get("translation")
+        if not isinstance(translation, list) or len(translation) != ndim:
+            report.errors.append(f"{where}: translation {translation!r} must be {ndim} numbers")
+    return scale
+
+
+def _array_meta(path):
+    for name in ("zarr.json", ".zarray"):
+        file = os.path.join(path, name)
+        if os.path.exists(file):
+            meta = json.load(open(file))
+            if name == "zarr.json" and meta.get("node_type") != "array":
+                return None
+            return meta
+    return None
+
+
+def _deep_check(store, path, report):
+    import zarr
+
+    array = zarr.open_array(os.path.join(store, path), mode="r")
+    grid = getattr(array, "shards", None) or array.chunks
+    counts = [-(-n // g) for n, g in zip(array.shape, grid)]
+    for index in np.ndindex(*counts):
+        selection = tuple(slice(i * g, min((i + 1) * g, n)) for i, g, n in zip(index, grid, array.shape))
+        try:
+            array[selection]
+        except Exception as error:
+            key = array.metadata.encode_chunk_key(index)
+            report.errors.append(f"level {path}: chunk {path}/{key} cannot be decoded ({type(error).__name__}: {error})")
+            return
+
+
+def validate(store, deep=False):
+    """Check a local OME-Zarr image; returns a Report (report.valid, report.errors, report.text())."""
+    store = os.fspath(store)
+    report = Report(store)
+    if not os.path.isdir(store):
+        report.errors.append("no such folder")
+        return report
+    zarr_format, attrs = _root_attrs(store, report)
+    if zarr_format is None:
+        return report
+    write = ((attrs.get(NAMESPACE) or {}).get("write") or {})
+    if write.get("state") not in (None, "complete"):
+        report.errors.append(f"incomplete: the write did not finish (state {write.get('state')!r}); "
+                             f"resume it (bigvolume convert ... --resume) or write it again")
+    if os.path.exists(os.path.join(store, JOURNAL_NAME)):
+        report.errors.append(f"incomplete: a write journal ({JOURNAL_NAME}) is still present")
+    version, multiscales = find_multiscales(attrs)
+    if multiscales is None:
+        report.errors.append("no OME-NGFF multiscales metadata in the group attributes")
+        return report
+    report.facts["OME-NGFF"] = version
+    if version == "0.5" and ("ome" not in attrs or zarr_format != 3):
+        report.errors.append("OME-NGFF 0.5 must be stored under the 'ome' attribute of a Zarr v3 group")
+    if version == "0.4" and zarr_format != 2:
+        report.errors.append("OME-NGFF 0.4 must be stored in a Zarr v2 group")
+    if version not in ("0.4", "0.5"):
+        report.warnings.append(f"version {version!r}: only 0.4 and 0.5 are checked in full")
+    names = _check_axes(multiscales.get("axes"), report)
+    ndim = len(names)
+    datasets = multiscales.get("datasets")
+    if not isinstance(datasets, list) or not datasets:
+        report.errors.append("multiscales lists no datasets")
+        return report
+    report.facts["levels"] = len(datasets)
+    previous_scale, previous_shape, dtype = None, None, None
+    for i, dataset in enumerate(datasets):
+        where = f"dataset {i} ({dataset.get('path')!r})"
+        scale = _check_transforms(where, dataset.get("coordinateTransformations"), ndim, report)
+        meta = _array_meta(os.path.join(store, str(dataset.get("path"))))
+        if meta is None:
+            report.errors.append(f"{where}: no array at this path (missing level)")
+            continue
+        shape = meta["shape"]
+        if len(shape) != ndim:
+            report.errors.append(f"{where}: array has {len(shape)} dimensions, the axes name {ndim}")
+            continue
+        level_dtype = meta.get("data_type", meta.get("dtype"))
+        if dtype is not None and level_dtype != dtype:
+            report.errors.append(f"{where}: data type {level_dtype} differs from level 0's {dtype}")
+        dtype = dtype or level_dtype
+        if zarr_format == 3 and meta.get("dimension_names") not in (None, names):
+            report.errors.append(f"{where}: dimension_names {meta.get('dimension_names')} differ from the axes {names}")
+        if scale is not None and previous_scale is not None and any(s < p for s, p in zip(scale, previous_scale)):
+            report.errors.append(f"{where}: scale {scale} is finer than the level before ({previous_scale}); "
+                                 "levels must go from finest to coarsest")
+        if previous_shape is not None and any(s > p for s, p in zip(shape, previous_shape)):
+            report.errors.append(f"{where}: shape {shape} is larger than the level before ({previous_shape})")
+        previous_scale, previous_shape = scale or previous_scale, shape
+        if deep:
+            _deep_check(store, str(dataset.get("path")), report)
+    report.facts["data type"] = dtype
+    if not report.errors:
+        from .multiscale import open_image
+
+        try:
+            open_image(store)
+        except BigVolumeError as error:
+            report.errors.append(str(error))
+    return report
+
+
+__all__ = ["Report", "validate"]

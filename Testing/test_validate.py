@@ -1,0 +1,102 @@
+"""`validate`: conformance of our stores and peers', and the faults it must catch."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import bigvolume
+from bigvolume.cli import main
+from bigvolume.validate import validate
+
+
+@pytest.fixture
+def store(tmp_path):
+    path = tmp_path / "v.ome.zarr"
+    volume = np.random.default_rng(0).integers(0, 4000, (40, 64, 64)).astype(np.uint16)
+    bigvolume.write_pyramid(volume, path, chunks=(16, 16, 16), shard_chunks=(1, 2, 2), coarsest=16)
+    return path
+
+
+def _edit_root(path, change):
+    meta = json.loads((path / "zarr.json").read_text())
+    change(meta["attributes"])
+    (path / "zarr.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("version", ["0.5", "0.4"])
+def test_our_stores_are_valid_and_agree_with_ome_zarr_models(tmp_path, version):
+    path = tmp_path / "s.ome.zarr"
+    bigvolume.write_pyramid(np.ones((20, 40, 40), np.uint8), path, ngff_version=version, coarsest=16)
+    report = validate(path, deep=True)
+    assert report.valid, report.text()
+    assert report.facts["OME-NGFF"] == version and report.facts["levels"] == 3
+    models = pytest.importorskip("ome_zarr_models")
+    import zarr
+
+    module = models.v05 if version == "0.5" else models.v04
+    module.Image.from_zarr(zarr.open_group(path, mode="r"))  # raises if not conformant
+
+
+def test_peer_store_is_valid(tmp_path):
+    import dask.array as da
+    from ome_zarr.format import FormatV05
+    from ome_zarr.writer import write_image
+    import zarr
+
+    group = zarr.open_group(tmp_path / "peer.zarr", mode="w", zarr_format=3)
+    write_image(da.zeros((16, 32, 32), dtype=np.uint8, chunks=16), group, fmt=FormatV05(), axes=["z", "y", "x"],
+                scale_factors=[{"z": 2, "y": 2, "x": 2}])
+    assert validate(tmp_path / "peer.zarr").valid, validate(tmp_path / "peer.zarr").text()
+
+
+def test_unfinished_store(store):
+    _edit_root(store, lambda a: a["bigvolume"]["write"].update(state="in-progress"))
+    report = validate(store)
+    assert not report.valid and "incomplete: the write did not finish" in report.text()
+
+
+def test_missing_level(store):
+    import shutil
+
+    shutil.rmtree(store / "1")
+    assert "dataset 1 ('1'): no array at this path (missing level)" in validate(store).text()
+
+
+def test_axes_in_the_wrong_order_and_bad_units(store):
+    def change(attrs):
+        axes = attrs["ome"]["multiscales"][0]["axes"]
+        axes[2]["type"] = "channel"  # z, y, c: the space axes are not last
+        axes[1]["unit"] = "parsecs-ish"
+    _edit_root(store, change)
+    text = validate(store).text()
+    assert "space axes must come last" in text
+    assert "'parsecs-ish' is not a UDUNITS-2 length unit" in text
+
+
+def test_transforms_and_level_order(store):
+    def change(attrs):
+        datasets = attrs["ome"]["multiscales"][0]["datasets"]
+        datasets[2]["coordinateTransformations"].reverse()
+        datasets[1]["coordinateTransformations"][0]["scale"] = [0.5, 0.5, 0.5]
+    _edit_root(store, change)
+    text = validate(store).text()
+    assert "dataset 2 ('2'): coordinateTransformations must be one scale, optionally followed by one translation" in text
+    assert "dataset 1 ('1'): scale [0.5, 0.5, 0.5] is finer than the level before" in text
+
+
+def test_deep_check_names_a_corrupt_shard(store):
+    shard = store / "0" / "c" / "1" / "0" / "0"
+    shard.write_bytes(shard.read_bytes()[:-7])
+    assert validate(store).valid  # metadata alone looks fine
+    report = validate(store, deep=True)
+    assert not report.valid and "chunk 0/c/1/0/0 cannot be decoded" in report.text()
+
+
+def test_command_line(store, tmp_path, capsys):
+    assert main(["validate", str(store)]) == 0
+    assert "valid - OME-NGFF 0.5, levels 3" in capsys.readouterr().out
+    os.makedirs(tmp_path / "plain")
+    assert main(["validate", str(tmp_path / "plain"), "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["errors"] == ["not a Zarr group (no zarr.json or .zgroup)"]

@@ -321,3 +321,21 @@ def test_data_probe_reads_the_true_voxel_values_from_the_proxy(pyramid):
         fi, fj, fk = [int(np.floor(v + 0.5)) for v in full_ras_to_ijk.MultiplyPoint(ras)[:3]]
         assert proxy_voxels[k, j, i] == voxels[fk, fj, fi]
     streaming.close()
+
+
+def test_demo_renders_the_streamed_views_to_png(pyramid, tmp_path):
+    from BigVolumeLib.demo_views import render_demo_views
+
+    image, _ = pyramid
+    results = render_demo_views(image.location, tmp_path / "views", size=(64, 48))
+    assert [(r["view"], r["zoom"]) for r in results] == [
+        (view, zoom) for zoom in (1, 4) for view in ("Axial", "Sagittal", "Coronal")]
+    for result in results:
+        png = vtk.vtkPNGReader()
+        png.SetFileName(result["png"])
+        png.Update()
+        assert png.GetOutput().GetDimensions()[:2] == (64, 48)
+        assert png.GetOutput().GetPointData().GetScalars().GetRange(0)[1] > 50  # something is shown
+    by_view = {(r["view"], r["zoom"]): r["level"] for r in results}
+    assert all(by_view[(view, 4)] < by_view[(view, 1)] for view in ("Axial", "Sagittal", "Coronal"))
+    assert all(r["seconds_to_preview"] is not None for r in results if r["zoom"] == 1)

@@ -4,7 +4,7 @@ import numpy as np
 
 from bigvolume.cache import ChunkCache
 from bigvolume.fetch import FetchEngine
-from bigvolume.intensity import window_from_samples
+from bigvolume.intensity import window_from_chunks
 from bigvolume.slice_plan import coarsest_level_requests
 
 from .slice_streamer import SliceStreamer
@@ -45,8 +45,7 @@ class StreamingViews:
         self.scene = scene
         self.image = image
         self.engine = FetchEngine(image, cache=ChunkCache(cache_bytes), reader=reader, workers=workers)
-        # The whole coarsest level, after what the views show: zooming and scrolling never show a hole.
-        self.engine.submit("open", coarsest_level_requests(image))
+        self._prefetch_coarsest = True
         self.window_level = window_level
         self.layer = layer
         self.streamers = {}
@@ -71,6 +70,9 @@ class StreamingViews:
     def update(self):
         """Let every view catch up with its slice node and the chunks that arrived; True if any changed."""
         plans = [streamer.plan() for streamer in self.streamers.values()]
+        if self._prefetch_coarsest:  # after the views' first requests: zooming and scrolling never show a hole
+            self.engine.submit("open", coarsest_level_requests(self.image))
+            self._prefetch_coarsest = False
         if self.window_level is None and not self._choose_window(plans):
             return False  # nothing is shown before the display window is known
         changed = False
@@ -85,7 +87,7 @@ class StreamingViews:
         chunks = [self.engine.cache.peek(key) for key in keys]
         if not keys or any(chunk is None for chunk in chunks):
             return False
-        self.window_level = window_from_samples(np.concatenate([c.reshape(-1) for c in chunks]))
+        self.window_level = window_from_chunks(chunks)
         for streamer in self.streamers.values():
             streamer.set_window_level(*self.window_level)
         return True

@@ -1,0 +1,60 @@
+"""The demo's last step: stream a store into three offscreen slice views and save what Slicer would show.
+
+Axial, sagittal and coronal views are fitted to the whole volume, then zoomed
+in 4x on its centre; each state is saved as a PNG once every view is
+complete, with the time it took from opening the store to the first coarse
+preview and to the complete frame.
+"""
+
+import os
+import time
+
+from bigvolume.multiscale import open_image
+
+from .offscreen_views import SliceScene, save_png
+from .streaming_views import StreamingViews
+
+VIEWS = {"Red": "Axial", "Yellow": "Sagittal", "Green": "Coronal"}
+
+
+def _settle(views, done, timeout=120.0):
+    start = time.perf_counter()
+    views.update()  # the views see their slice nodes' latest state before `done` is asked
+    while not done():
+        views.update()
+        if time.perf_counter() - start > timeout:
+            raise TimeoutError("the streamed views did not complete")
+        time.sleep(0.001)
+    return time.perf_counter() - start
+
+
+def render_demo_views(store, out_dir, size=(512, 512), zooms=(1, 4)):
+    """Render the three streamed views at each zoom into `out_dir`; return a list of result dicts."""
+    os.makedirs(out_dir, exist_ok=True)
+    scene = SliceScene()
+    nodes = {name: scene.add_view(name, orientation, size) for name, orientation in VIEWS.items()}
+    start = time.perf_counter()
+    image = open_image(store)
+    views = StreamingViews(scene.scene, image)
+    streamers = list(views.streamers.values())
+    try:
+        _settle(views, lambda: all(s._composed is not None for s in streamers))
+        preview = time.perf_counter() - start
+        results = []
+        for zoom in zooms:
+            views.fit_views()
+            for node in nodes.values():
+                fov = node.GetFieldOfView()
+                node.SetFieldOfView(fov[0] / zoom, fov[1] / zoom, fov[2])
+            zoom_start = time.perf_counter()
+            _settle(views, lambda: all(s.complete for s in streamers))
+            complete = time.perf_counter() - (start if zoom == zooms[0] else zoom_start)
+            for name, node in nodes.items():
+                path = os.path.join(out_dir, f"{VIEWS[name].lower()}-zoom{zoom}.png")
+                save_png(scene.render(name), path)
+                results.append({"view": VIEWS[name], "zoom": zoom, "level": views.streamers[node.GetID()].level,
+                                "png": path, "seconds_to_complete": complete,
+                                "seconds_to_preview": preview if zoom == zooms[0] else None})
+        return results
+    finally:
+        views.close()

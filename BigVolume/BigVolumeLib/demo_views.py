@@ -28,7 +28,7 @@ def _settle(views, done, timeout=120.0):
     return time.perf_counter() - start
 
 
-def render_demo_views(store, out_dir, size=(512, 512), zooms=(1, 4)):
+def render_demo_views(store, out_dir, size=(256, 256), zooms=(1, 4)):
     """Render the three streamed views at each zoom into `out_dir`; return a list of result dicts."""
     os.makedirs(out_dir, exist_ok=True)
     scene = SliceScene()

@@ -71,7 +71,7 @@ def _render_demo_views(store):
         print(f"Streamed views not rendered ({error}); install them with: pip install 'bigvolume[views]'")
         return
     out_dir = os.path.join(os.path.dirname(os.path.abspath(store)), "views")
-    print(f"Streaming {store} into axial, sagittal and coronal 512 x 512 views (Slicer's slice rendering, offscreen):")
+    print(f"Streaming {store} into axial, sagittal and coronal 256 x 256 views (Slicer's slice rendering, offscreen):")
     for result in demo_views.render_demo_views(store, out_dir):
         preview = result["seconds_to_preview"]
         timing = f"preview {1000 * preview:.0f} ms, complete {1000 * result['seconds_to_complete']:.0f} ms after opening" \

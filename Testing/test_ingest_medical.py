@@ -193,3 +193,24 @@ def test_each_probe_knows_its_own_files_only(tmp_path, module, name):
 def _same_format(module, path):
     names = {nrrd: (".nrrd", ".nhdr"), metaimage: (".mha", ".mhd"), nifti: (".nii", ".nii.gz", ".hdr", ".img")}
     return path.name.endswith(names[module]) or (module is nrrd and path.suffix == ".raw")
+
+
+def test_block_sources_pickle_for_worker_processes(tmp_path):
+    """NRRD/MetaImage/NIfTI sources travel to worker processes without their open files and read the same there."""
+    import pickle
+
+    import SimpleITK as sitk
+
+    from bigvolume.ingest import open_source
+
+    voxels = np.random.default_rng(5).integers(0, 5000, (70, 20, 30), dtype=np.int16)
+    for name in ("v.nrrd", "v.mha", "v.nii.gz"):
+        path = tmp_path / name
+        sitk.WriteImage(sitk.GetImageFromArray(voxels), str(path), useCompression=name.endswith(".gz"))
+        source = open_source(path)
+        source[0:10]  # a compressed stream has moved on in this process ...
+        copy = pickle.loads(pickle.dumps(source))
+        np.testing.assert_array_equal(copy[60:70], voxels[60:70])  # ... the copy reads on its own
+        np.testing.assert_array_equal(copy[0:64], voxels[0:64])
+        copy.close()
+        source.close()

@@ -4,7 +4,8 @@ Plain Python (numpy, zarr): no vtk, no MRML, no Qt. Usable from scripts, the
 Slicer Python console, notebooks and the `bigvolume` command line.
 """
 
-from .errors import BigVolumeError, CorruptChunkError, IncompleteStoreError, InputError, MetadataError, StoreError
+from .errors import (BigVolumeError, CorruptChunkError, IncompleteStoreError, InputError, MetadataError, StoreError,
+                     WriteCancelled)
 from .geometry import VolumeGeometry
 from .multiscale import Level, MultiscaleImage, open_image
 from .pyramid import write_pyramid
@@ -22,5 +23,6 @@ __all__ = [
     "StoreError",
     "VolumeGeometry",
     "open_image",
+    "WriteCancelled",
     "write_pyramid",
 ]

@@ -23,11 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .downsample import halve_planes, mirrored, mode_halve
-from .errors import BigVolumeError, StoreError
-
-
-class WriteCancelled(BigVolumeError):
-    """The write was cancelled (from code, the GUI or the command line) before it finished."""
+from .errors import StoreError, WriteCancelled
 
 
 @dataclass(frozen=True)

@@ -32,3 +32,7 @@ class CorruptChunkError(StoreError):
 
 class InputError(BigVolumeError):
     """A file or folder to convert is missing, truncated, inconsistent, or in a form its reader does not support."""
+
+
+class WriteCancelled(BigVolumeError):
+    """The write was cancelled (from code, the GUI or the command line) before it finished."""

@@ -27,8 +27,8 @@ import uuid
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
-from .cascade import WriteCancelled, run_blocks
-from .errors import BigVolumeError
+from .cascade import run_blocks
+from .errors import BigVolumeError, WriteCancelled
 from .shardio import LevelWriter
 
 

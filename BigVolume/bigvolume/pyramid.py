@@ -74,9 +74,9 @@ from concurrent.futures.process import BrokenProcessPool
 import numpy as np
 import zarr
 
-from .cascade import StageSpec, WriteCancelled
+from .cascade import StageSpec
 from .downsample import plan_levels
-from .errors import IncompleteStoreError, StoreError
+from .errors import IncompleteStoreError, StoreError, WriteCancelled
 from .execution import DaskRunner, InProcessRunner, ProcessRunner
 from .geometry import VolumeGeometry
 from .journal import JOURNAL_NAME, Journal

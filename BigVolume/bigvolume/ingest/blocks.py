@@ -136,6 +136,22 @@ class BlockSource(VolumeSource):
         self.skip = skip
         self._position = None  # decompressed bytes consumed from the stream
 
+    def __getstate__(self):
+        # Sent to worker processes without its open file, lock or stream; each process opens its own.
+        state = self.__dict__.copy()
+        state.update(_file=None, _lock=None, _stream=None)
+        if "_position" in state:
+            state["_position"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        try:
+            self._file = io.open(self.path, "rb")
+        except OSError as exc:
+            raise InputError(f"{self.label}: cannot open the voxel data ({exc.strerror})") from None
+
     def _open_stream(self):
         self._file.seek(self.offset)
         self._stream = bz2.BZ2File(self._file) if self.encoding == "bzip2" else _ZlibStream(self._file)

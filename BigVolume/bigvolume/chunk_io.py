@@ -257,7 +257,8 @@ class TensorstoreReader:
         try:
             if cells <= 1.5 * len(indices):  # one read of the bounding box, then split
                 block = array[self.image.selection(level, outer)].read().result().reshape([b - a for a, b in outer])
-                return {index: block[tuple(slice(a - o, b - o) for (a, b), (o, _) in zip(box, outer))]
+                # Copies, not views: a cached view would keep the whole block alive beyond the cache's budget.
+                return {index: block[tuple(slice(a - o, b - o) for (a, b), (o, _) in zip(box, outer))].copy()
                         for index, box in boxes.items()}
             futures = {index: array[self.image.selection(level, box)].read() for index, box in boxes.items()}
             return {index: future.result().reshape([b - a for a, b in boxes[index]]) for index, future in futures.items()}

@@ -7,8 +7,9 @@ a volume node. Two kinds of view:
 - Axis-aligned (the plane's in-plane axes run along the level's voxel axes,
   e.g. Red/Yellow/Green on an unrotated volume): the view gets a proxy box
   on the level's own voxel grid, the visible rectangle plus one voxel of
-  margin and the two planes around the slice, so Slicer's reslice
-  interpolates it exactly as it would interpolate the whole volume.
+  margin and, at level 0, the two planes around the slice, so Slicer's
+  reslice interpolates it exactly as it would interpolate the whole volume
+  (coarser levels: the nearest plane).
 - Oblique: the proxy is the view's own pixel grid (one voxel per screen
   pixel, one slice), filled by nearest-neighbour sampling, and only the
   chunks the plane passes through are fetched.
@@ -136,9 +137,12 @@ def _plan_aligned(image, level_index, xy_to_ijk, width, height, axes):
     lo = np.floor(ijk.min(axis=1)).astype(int)
     hi = np.floor(ijk.max(axis=1)).astype(int) + 2  # the next voxel, for linear interpolation
     normal = axes[2]
-    if abs(ijk[normal, 0] - round(ijk[normal, 0])) < 1e-6:  # the plane lies on voxel centres: one plane is enough
-        lo[normal] = hi[normal] = int(round(ijk[normal, 0]))
-        hi[normal] += 1
+    position = ijk[normal, 0]
+    if abs(position - round(position)) < 1e-6 or level_index > 0:
+        # One plane: the plane lies on voxel centres, or this is a coarser level, where the nearest plane is
+        # as good as interpolating two (and halves the chunks read when they straddle a chunk boundary).
+        lo[normal] = int(np.floor(position + 0.5))
+        hi[normal] = lo[normal] + 1
     box = _clip_box(((lo[2], hi[2]), (lo[1], hi[1]), (lo[0], hi[0])), level.volume_shape)
     start_ijk = np.array([box[2][0], box[1][0], box[0][0]], dtype=float)
     proxy = level.ijk_to_ras.copy()

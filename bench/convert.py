@@ -31,9 +31,9 @@ import time
 import numpy as np
 
 from common import write_report
+from peers import FACTORS, write_ngff_zarr, write_ome_zarr
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-FACTORS = (2, 4, 8)
 TOOLS = ("machine-limit", "bigvolume", "ome-zarr-py", "ngff-zarr")
 
 
@@ -69,26 +69,11 @@ def _dask_stack(folder):
 
 
 def _run_ngff_zarr(folder, out):
-    import ngff_zarr as nz
-
-    image = nz.to_ngff_image(_dask_stack(folder), dims=["z", "y", "x"])
-    multiscales = nz.to_multiscales(image, scale_factors=[{d: f for d in "zyx"} for f in FACTORS],
-                                    method=nz.Methods.ITKWASM_GAUSSIAN, chunks=64)
-    nz.to_ngff_zarr(out, multiscales, version="0.5")
+    write_ngff_zarr(_dask_stack(folder), out)
 
 
 def _run_ome_zarr(folder, out):
-    import warnings
-
-    import zarr
-    from ome_zarr.format import FormatV05
-    from ome_zarr.writer import write_image
-
-    group = zarr.open_group(out, mode="w", zarr_format=3)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        write_image(_dask_stack(folder), group, fmt=FormatV05(), axes=["z", "y", "x"],
-                    scale_factors=[{d: f for d in "zyx"} for f in FACTORS])
+    write_ome_zarr(_dask_stack(folder), out)
 
 
 def _limit_slab(args):

@@ -13,7 +13,6 @@ quality of each coarse level against a reference Gaussian downsample.
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -21,8 +20,10 @@ import time
 
 import numpy as np
 
+from common import peak_rss_mb, write_report
+from peers import FACTORS, write_ngff_zarr, write_ome_zarr
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-FACTORS = (2, 4, 8)  # levels 1..3, isotropic
 
 
 class RawVolume:
@@ -61,29 +62,6 @@ def _writer_bigvolume(source, out):
     bigvolume.write_pyramid(source, out, coarsest=source.shape[0] // 8)
 
 
-def _writer_ngff_zarr(source, out):
-    import ngff_zarr as nz
-
-    image = nz.to_ngff_image(_as_dask(source), dims=["z", "y", "x"])
-    multiscales = nz.to_multiscales(image, scale_factors=[{d: f for d in "zyx"} for f in FACTORS],
-                                    method=nz.Methods.ITKWASM_GAUSSIAN, chunks=64)
-    nz.to_ngff_zarr(out, multiscales, version="0.5")
-
-
-def _writer_ome_zarr(source, out):
-    import warnings
-
-    import zarr
-    from ome_zarr.format import FormatV05
-    from ome_zarr.writer import write_image
-
-    group = zarr.open_group(out, mode="w", zarr_format=3)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        write_image(_as_dask(source), group, fmt=FormatV05(), axes=["z", "y", "x"],
-                    scale_factors=[{d: f for d in "zyx"} for f in FACTORS])
-
-
 def _machine_limit(source, out):
     """Level-0 floor: read every byte, compress each 64^3 chunk with Blosc-zstd-3 bitshuffle, write it."""
     from concurrent.futures import ThreadPoolExecutor
@@ -106,26 +84,25 @@ def _machine_limit(source, out):
             list(pool.map(chunk, [(z0, y0, x0, slab) for y0 in range(0, ny, 64) for x0 in range(0, nx, 64)]))
 
 
+def _writer_ngff_zarr(source, out):
+    write_ngff_zarr(_as_dask(source), out)
+
+
+def _writer_ome_zarr(source, out):
+    write_ome_zarr(_as_dask(source), out)
+
+
 WRITERS = {"bigvolume": _writer_bigvolume, "ngff-zarr": _writer_ngff_zarr, "ome-zarr-py": _writer_ome_zarr,
            "machine-limit": _machine_limit}
 
 
-def _high_water_mark_mb():
-    """This process's peak RSS. (getrusage's ru_maxrss would include the parent's peak from before exec.)"""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-
 def _child(name, input_path, out):
     source = RawVolume(input_path)
-    baseline = _high_water_mark_mb()  # interpreter and imports
+    baseline = peak_rss_mb()  # interpreter and imports
     start = time.perf_counter()
     WRITERS[name](source, out)
     seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": _high_water_mark_mb(), "rss_before_mb": baseline}))
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_rss_mb(), "rss_before_mb": baseline}))
 
 
 def _dir_size(path):
@@ -207,17 +184,9 @@ def main():
     limit = results.get("machine-limit", {}).get("throughput_mb_s")
     if limit and "throughput_mb_s" in results.get("bigvolume", {}):
         results["bigvolume"]["fraction_of_machine_limit"] = results["bigvolume"]["throughput_mb_s"] / limit
-    report = {
-        "benchmark": "pyramid_write",
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "input": {"shape_zyx": list(core.shape), "dtype": "uint16", "mb": input_mb, "levels": 1 + len(FACTORS)},
-        "results": results,
-    }
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output, "w") as f:
-        json.dump(report, f, indent=2)
-    print(f"wrote {args.output}")
+    write_report(args.output, "pyramid_write",
+                 input={"shape_zyx": list(core.shape), "dtype": "uint16", "mb": input_mb, "levels": 1 + len(FACTORS)},
+                 results=results)
     shutil.rmtree(args.workdir, ignore_errors=True)
 
 

@@ -47,7 +47,7 @@ def test_demo_writes_a_pyramid_and_replaces_only_its_own_output(tmp_path, capsys
     printed = capsys.readouterr().out
     assert "Synthetic rock-core CT: 300 x 300 x 40 voxels" in printed and "Wrote" in printed
     image = bigvolume.open_image(out)
-    assert [level.volume_shape for level in image.levels] == [(40, 300, 300), (20, 150, 150)]
+    assert [level.volume_shape for level in image.levels] == [(40, 300, 300), (20, 150, 150), (10, 75, 75), (5, 38, 38)]
     assert image.levels[0].voxel_size_mm == pytest.approx((0.02, 0.02, 0.02))
     assert main(["demo", "--shape", "40", "300", "300", "--output", str(out)]) == 0  # its own: replaced
     other = tmp_path / "user.ome.zarr"

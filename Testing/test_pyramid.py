@@ -101,9 +101,13 @@ def test_direction_is_kept_in_our_attribute_and_honoured(tmp_path):
 
 def test_progress_is_reported_up_to_the_total(tmp_path):
     calls = []
-    bigvolume.write_pyramid(np.zeros((130, 20, 20), np.uint8), tmp_path / "p.ome.zarr",
+    bigvolume.write_pyramid(np.zeros((130, 20, 20), np.uint8), tmp_path / "p.ome.zarr", coarsest=256,  # one level
                             progress=lambda done, total: calls.append((done, total)))
     assert calls == [(64, 130), (128, 130), (130, 130)]
+    calls.clear()  # with coarser levels, the planes of every stage count
+    bigvolume.write_pyramid(np.zeros((130, 20, 20), np.uint8), tmp_path / "q.ome.zarr",
+                            progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1][0] == calls[-1][1] > 130 and all(a[0] <= b[0] for a, b in zip(calls, calls[1:]))
 
 
 class FailingSource:

@@ -226,7 +226,8 @@ def build_parser():
     writing.add_argument("--shard-chunks", type=int, nargs=3, default=(1, 8, 8), metavar=("Z", "Y", "X"),
                          help="chunks per shard (default 1 8 8)")
     writing.add_argument("--no-shards", action="store_true", help="one file per chunk")
-    writing.add_argument("--coarsest", type=int, default=256, help="stop when every axis has at most this many voxels")
+    writing.add_argument("--coarsest", type=int, default=None,
+                         help="stop when every axis has at most this many voxels (default 64: one chunk)")
     writing.add_argument("--resume", action="store_true",
                          help="continue unfinished outputs where they stopped; complete ones are skipped")
     writing.add_argument("--overwrite", action="store_true",

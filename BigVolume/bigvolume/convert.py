@@ -78,7 +78,7 @@ def _labels(source, labels):
 
 def convert(input_path, output, *, format=None, reader_options=None, spacing=None, origin=None, direction=None,
             unit=None, labels=None, ngff_version="0.5", chunks=DEFAULT_CHUNKS, shard_chunks=DEFAULT_SHARD_CHUNKS,
-            coarsest=256, resume=False, overwrite=False, workers=None, scheduler=None, progress=None, cancel=None,
+            coarsest=None, resume=False, overwrite=False, workers=None, scheduler=None, progress=None, cancel=None,
             on_open=None, name=None):
     """Convert one input into the OME-Zarr image `output`; returns a ConversionResult (raises on failure).
 

@@ -24,7 +24,7 @@ import numpy as np
 TAPS = (1.0, 3.0, 3.0, 1.0)
 
 
-def plan_levels(shape_zyx, voxel_size_zyx, coarsest=256, max_levels=None):
+def plan_levels(shape_zyx, voxel_size_zyx, coarsest=64, max_levels=None):
     """Per-level downsampling factors (relative to the previous level), z, y, x.
 
     Returns a list whose first entry is (1, 1, 1) for level 0. Levels are added

@@ -85,12 +85,15 @@ from .shardio import is_disk_full
 
 DEFAULT_CHUNKS = (64, 64, 64)
 DEFAULT_SHARD_CHUNKS = (1, 8, 8)  # shard = this many chunks: one chunk deep, so a slab writes whole shards
+# Levels stop at one chunk (64^3): opening a store, every view's first preview needs that one chunk,
+# and its histogram gives the display window (bench/slice_browse.py measured the preview with it).
+DEFAULT_COARSEST = 64
 # z-halvings per stage: 2 (blocks of 256 slices) keeps re-reading to 1/64 of the data; 1 (blocks of 128)
 # when that would leave fewer than two blocks per worker, or on a cluster, where parallelism matters more.
 Z_HALVINGS_PER_STAGE = (2, 1)
 POOL_MIN_BYTES = 128 * 2**20  # below this, starting worker processes costs more than it saves
 
-__all__ = ["DEFAULT_CHUNKS", "DEFAULT_SHARD_CHUNKS", "WriteCancelled", "default_compressor", "write_pyramid"]
+__all__ = ["DEFAULT_CHUNKS", "DEFAULT_COARSEST", "DEFAULT_SHARD_CHUNKS", "WriteCancelled", "default_compressor", "write_pyramid"]
 
 
 def default_compressor(zarr_format):
@@ -241,7 +244,7 @@ def _differences(old, new, prefix=""):
 
 
 def write_pyramid(source, path, geometry=None, *, labels=False, ngff_version="0.5", chunks=DEFAULT_CHUNKS,
-                  shard_chunks=DEFAULT_SHARD_CHUNKS, compressor=None, coarsest=256, name=None,
+                  shard_chunks=DEFAULT_SHARD_CHUNKS, compressor=None, coarsest=None, name=None,
                   overwrite=False, progress=None, attributes=None, resume=False, cancel=None, workers=None,
                   scheduler=None, stats=None):
     """Write `source` as a multiscale OME-Zarr image at `path` and return the level shapes.
@@ -254,6 +257,7 @@ def write_pyramid(source, path, geometry=None, *, labels=False, ngff_version="0.
     labels: mode (winner-takes-all) downsampling instead of the anti-aliasing filter.
     ngff_version: "0.5" (Zarr v3, sharded) or "0.4" (Zarr v2).
     shard_chunks: chunks per shard along z, y, x (0.5 only); None for no sharding.
+    coarsest: levels are added until every axis has at most this many voxels (DEFAULT_COARSEST: one chunk).
     progress: called as progress(planes_done, planes_total) after each slab (planes of level 0;
       the coarser levels' work is counted in level-0 planes of the same number of voxels).
     attributes: extra JSON-able entries stored under our namespaced attribute.
@@ -279,7 +283,7 @@ def write_pyramid(source, path, geometry=None, *, labels=False, ngff_version="0.
     compressor = compressor or default_compressor(zarr_format)
     path = os.fspath(path)
     shape0 = tuple(int(n) for n in source.shape)
-    steps, shapes, scales, translations = _level_plan(shape0, geometry, coarsest)
+    steps, shapes, scales, translations = _level_plan(shape0, geometry, coarsest or DEFAULT_COARSEST)
     plan = json.loads(json.dumps({
         "shape": shape0, "dtype": dtype.str, "labels": bool(labels), "ngff_version": ngff_version,
         "chunks": list(chunks), "shard_chunks": list(shard_chunks) if shard_chunks and zarr_format == 3 else None,

@@ -1,7 +1,7 @@
 """A read-only Zarr v3 store of any size whose chunks are computed when read.
 
 It holds an OME-NGFF 0.5 multiscale image (uint16, 64^3 chunks, no
-compression) of a smooth pattern with hashed noise, consistent across levels
+compression, levels down to BigVolume's default top level) of a smooth pattern with hashed noise, consistent across levels
 (each level samples the same function at its voxel centres), so a petabyte
 of logical data costs nothing on disk. Generating a chunk takes about as long
 as decoding a compressed one, which keeps the benchmark honest.
@@ -15,6 +15,7 @@ from zarr.core.buffer import default_buffer_prototype
 
 from bigvolume.downsample import plan_levels
 from bigvolume.ngff import multiscales_attrs
+from bigvolume.pyramid import DEFAULT_COARSEST
 
 
 def _array_metadata(shape, chunks):
@@ -33,7 +34,7 @@ class GeneratedStore(Store):
     supports_listing = True
     supports_partial_writes = False
 
-    def __init__(self, shape, chunks=(64, 64, 64), coarsest=256, voxel_size_mm=0.01):
+    def __init__(self, shape, chunks=(64, 64, 64), coarsest=DEFAULT_COARSEST, voxel_size_mm=0.01):
         super().__init__(read_only=True)
         self.chunks = tuple(chunks)
         self.docs = {}

@@ -10,6 +10,7 @@ per-chunk overhead for the local layouts BigVolume writes.
 
 import asyncio
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -228,9 +229,22 @@ class TensorstoreReader:
         import tensorstore as ts
 
         self.image = image
-        context = ts.Context({"cache_pool": {"total_bytes_limit": 0},  # our own LRU cache is the only cache
-                              "data_copy_concurrency": {"limit": os.cpu_count() or 2}})
-        self.arrays = [ts.open(self._spec(level), read=True, context=context).result() for level in image.levels]
+        self._context = ts.Context({"cache_pool": {"total_bytes_limit": 0},  # our own LRU cache is the only cache
+                                    "data_copy_concurrency": {"limit": os.cpu_count() or 2}})
+        self._specs = [self._spec(level) for level in image.levels]
+        self._arrays = {}  # opened on first read, in the fetch thread that needs it, not when a store is opened
+        self._lock = threading.Lock()
+
+    def _array(self, level_index):
+        import tensorstore as ts
+
+        with self._lock:
+            array = self._arrays.get(level_index)
+        if array is None:
+            array = ts.open(self._specs[level_index], read=True, context=self._context).result()
+            with self._lock:
+                array = self._arrays.setdefault(level_index, array)
+        return array
 
     def _spec(self, level):
         store = level.array.store_path.store
@@ -242,15 +256,15 @@ class TensorstoreReader:
 
     @staticmethod
     def supports(image):
-        try:
-            import tensorstore  # noqa: F401
-        except ImportError:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorstore") is None:
             return False
         return all(type(level.array.store_path.store).__name__ == "LocalStore" for level in image.levels)
 
     def read_chunks(self, level_index, indices):
         level = self.image.levels[level_index]
-        array = self.arrays[level_index]
+        array = self._array(level_index)
         boxes = {index: chunk_box(level, index) for index in indices}
         outer = tuple((min(b[a][0] for b in boxes.values()), max(b[a][1] for b in boxes.values())) for a in range(3))
         cells = np.prod([-(-(hi - lo) // c) for (lo, hi), c in zip(outer, chunk_shape(level))])

@@ -23,9 +23,13 @@ def compose(image, cache, plan, out=None):
     if plan.empty:
         return out, True
     fill = _compose_aligned_level if plan.kind == "aligned" else _compose_oblique_level
-    complete = all(cache.peek((plan.level, index)) is not None for index in plan.chunks[plan.level])
-    # Coarsest first, finer levels on top; a complete frame needs only its own level.
-    for index in [plan.level] if complete else sorted(plan.chunks, reverse=True):
+    levels = sorted(plan.chunks)  # finest (the plan's level) first
+    whole = [index for index in levels if all(cache.peek((index, c)) is not None for c in plan.chunks[index])]
+    complete = plan.level in whole
+    # Coarse first, finer on top, starting at the finest level that covers the whole view: what is
+    # coarser than that would be painted over entirely.
+    start = whole[0] if whole else levels[-1]
+    for index in reversed([index for index in levels if index <= start]):
         fill(image, cache, plan, index, out)
     return out, complete
 

@@ -3,6 +3,7 @@
 import json
 import os
 import platform
+import subprocess
 import time
 
 
@@ -33,3 +34,26 @@ def write_report(path, benchmark, **fields):
         json.dump(report, f, indent=2)
     print(f"wrote {path}")
     return report
+
+
+def run_measured(command):
+    """Run `command`; return (seconds, peak RSS in MB of it and all its children sampled every 50 ms, stdout)."""
+    import psutil
+
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    root, peak = psutil.Process(process.pid), 0
+    while process.poll() is None:
+        total = 0
+        try:
+            for p in [root] + root.children(recursive=True):
+                total += p.memory_info().rss
+        except psutil.Error:
+            pass
+        peak = max(peak, total)
+        time.sleep(0.05)
+    seconds = time.perf_counter() - start
+    out, err = process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError((err.strip().splitlines() or ["failed"])[-1])
+    return seconds, peak / 2**20, out

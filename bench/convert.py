@@ -26,11 +26,10 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 import numpy as np
 
-from common import write_report
+from common import run_measured, write_report
 from peers import FACTORS, write_ngff_zarr, write_ome_zarr
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -110,29 +109,6 @@ def _command(tool, folder, out):
     return [sys.executable, __file__, "--child", tool, folder, out]
 
 
-def _measure(command):
-    """Run `command`; return (seconds, peak RSS in MB of it and its children, sampled every 50 ms)."""
-    import psutil
-
-    start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    root, peak = psutil.Process(process.pid), 0
-    while process.poll() is None:
-        total = 0
-        try:
-            for p in [root] + root.children(recursive=True):
-                total += p.memory_info().rss
-        except psutil.Error:
-            pass
-        peak = max(peak, total)
-        time.sleep(0.05)
-    seconds = time.perf_counter() - start
-    out, err = process.communicate()
-    if process.returncode != 0:
-        raise RuntimeError((err.strip().splitlines() or ["failed"])[-1])
-    return seconds, peak / 2**20
-
-
 def _dir_size(path):
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
 
@@ -204,7 +180,7 @@ def main():
             out = os.path.join(args.workdir, f"{tool}.ome.zarr")
             subprocess.run(["sync"], check=False)
             try:
-                seconds, peak = _measure(_command(tool, folder, out))
+                seconds, peak, _ = run_measured(_command(tool, folder, out))
             except RuntimeError as error:
                 results[tool] = {"error": str(error)}
                 print(f"{tool}: failed: {error}", flush=True)

@@ -4,6 +4,7 @@ import numpy as np
 
 from bigvolume.cache import ChunkCache
 from bigvolume.fetch import FetchEngine
+from bigvolume.geometry import ras_corners
 from bigvolume.intensity import window_from_chunks
 from bigvolume.slice_plan import coarsest_level_requests
 
@@ -13,9 +14,7 @@ from .slice_streamer import SliceStreamer
 def fit_slice_to_image(slice_node, image):
     """Centre a slice view on the image and fit its field of view to the whole volume (keeping the orientation)."""
     level = image.levels[0]
-    nz, ny, nx = level.volume_shape
-    edges = np.array([[i, j, k, 1.0] for i in (-0.5, nx - 0.5) for j in (-0.5, ny - 0.5) for k in (-0.5, nz - 0.5)])
-    corners = (level.ijk_to_ras @ edges.T)[:3].T  # voxel edges, not centres, as Slicer fits
+    corners = ras_corners(level.ijk_to_ras, level.volume_shape, edges=True)  # voxel faces, as Slicer fits
     lo, hi = corners.min(axis=0), corners.max(axis=0)
     voxel = np.asarray(level.voxel_size_mm)
     centre = (lo + hi) / 2.0

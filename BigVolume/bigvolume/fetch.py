@@ -61,20 +61,12 @@ class FetchEngine:
         with self._condition:
             self._wanted.pop(view_id, None)
 
-    def pending(self):
-        """Chunks some view still wants read (not cached, not yet served, not failed)."""
-        with self._condition:
-            failed = self._failed_keys()
-            return {k for k in self._all_wanted() if k not in failed and self.cache.peek(k) is None}
-
     def wait_idle(self, timeout=30.0):
         """Block until every submission is served or failed (for tests, benchmarks and scripts)."""
         deadline = time.monotonic() + timeout
         with self._condition:
             while True:
-                failed = self._failed_keys()
-                outstanding = [k for k in self._all_wanted() if k not in failed and self.cache.peek(k) is None]
-                if not outstanding and not self._in_flight:
+                if not self._outstanding() and not self._in_flight:
                     return True
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -98,14 +90,16 @@ class FetchEngine:
                     merged[key] = priority
         return merged
 
-    def _failed_keys(self):
-        return {key for key, _ in self.errors}
+    def _outstanding(self):
+        """{key: priority} of wanted chunks neither cached nor failed (called with the lock held)."""
+        failed = {key for key, _ in self.errors}
+        return {key: priority for key, priority in self._all_wanted().items()
+                if key not in failed and self.cache.peek(key) is None}
 
     def _take_batch(self):
         """Best chunks of one level that nobody is reading yet (called with the lock held)."""
-        failed = self._failed_keys()
-        candidates = sorted((priority, key) for key, priority in self._all_wanted().items()
-                            if key not in self._in_flight and key not in failed and self.cache.peek(key) is None)
+        candidates = sorted((priority, key) for key, priority in self._outstanding().items()
+                            if key not in self._in_flight)
         if not candidates:
             return None, []
         level = candidates[0][1][0]

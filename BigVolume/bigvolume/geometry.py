@@ -121,8 +121,9 @@ class AxisFrame:
         return matrix
 
 
-def ras_corners(ijk_to_ras, shape_zyx):
-    """RAS positions of the 8 outermost voxel centres of a volume, as an (8, 3) array."""
+def ras_corners(ijk_to_ras, shape_zyx, edges=False):
+    """RAS positions of the 8 outermost voxel centres of a volume (or, with `edges`, of its outer voxel faces), (8, 3)."""
     nz, ny, nx = shape_zyx
-    corners = np.array([[i, j, k, 1.0] for k in (0, nz - 1) for j in (0, ny - 1) for i in (0, nx - 1)])
+    lo, hi = (-0.5, 0.5) if edges else (0, 1)
+    corners = np.array([[i, j, k, 1.0] for k in (lo, nz - hi) for j in (lo, ny - hi) for i in (lo, nx - hi)])
     return (np.asarray(ijk_to_ras) @ corners.T).T[:, :3]

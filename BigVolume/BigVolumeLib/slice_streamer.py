@@ -46,7 +46,10 @@ class SliceStreamer:
         self.view_id = f"slice:{slice_node.GetID()}"
         self.proxy = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name or f"BigVolume {slice_node.GetName()}")
         self.proxy.SetHideFromEditors(True)
+        # A scene saves a reference to the store (scene_state.py), never a copy of what a view shows.
+        self.proxy.SetSaveWithScene(False)
         self.proxy.CreateDefaultDisplayNodes()
+        self.proxy.GetDisplayNode().SetSaveWithScene(False)
         if window_level is not None:
             self.set_window_level(*window_level)
         self._image_data = vtk.vtkImageData()

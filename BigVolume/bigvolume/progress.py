@@ -10,6 +10,19 @@ def _clock(seconds):
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
+def rate_and_eta(done, total, first, elapsed):
+    """(units per second, seconds left) from the work done in `elapsed` seconds; None where not known yet.
+
+    `first` is the work already done when the clock started (a resumed write): it is excluded, or a
+    resumed write would look fast at first and its estimate would be far too short.
+    """
+    fresh = done - first
+    if fresh <= 0:
+        return None, None
+    rate = fresh / elapsed if elapsed > 0 else None
+    return rate, elapsed / fresh * (total - done)
+
+
 class ProgressBar:
     """Call as bar(done, total) in any unit; `unit_bytes` turns units into bytes for the MB and MB/s figures."""
 
@@ -28,14 +41,13 @@ class ProgressBar:
             self.first = done
         elapsed = time.perf_counter() - self.start
         fraction = done / total if total else 1.0
-        fresh = done - self.first
-        eta = elapsed / fresh * (total - done) if fresh > 0 else None
+        rate, eta = rate_and_eta(done, total, self.first, elapsed)
         filled = int(self.width * fraction)
         text = f"  {self.label} [{'#' * filled}{'.' * (self.width - filled)}] {100 * fraction:3.0f}%"
         if self.unit_bytes:
             text += f" {done * self.unit_bytes / 1e6:,.0f}/{total * self.unit_bytes / 1e6:,.0f} MB"
-            if elapsed > 0 and fresh > 0:
-                text += f" {fresh * self.unit_bytes / 1e6 / elapsed:,.0f} MB/s"
+            if rate is not None:
+                text += f" {rate * self.unit_bytes / 1e6:,.0f} MB/s"
         text += f" {_clock(elapsed)} elapsed, ETA {_clock(eta) if eta is not None else '?'}"
         return text
 

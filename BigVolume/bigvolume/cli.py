@@ -97,6 +97,79 @@ def _direction(values):
     return tuple(zip(*[values[0:3], values[3:6], values[6:9]]))  # columns as given -> rows of the matrix
 
 
+class _JsonEvents:
+    """`--progress-format json`: one JSON object per line on stdout, for a program that follows the conversion.
+
+    Progress events are throttled (a GUI does not need more than ~10 a second). If the reader goes away
+    (a broken pipe), the conversion is cancelled: nobody is left to see it finish.
+    """
+
+    PROGRESS_INTERVAL = 0.1  # seconds
+
+    def __init__(self, out, cancel):
+        self.out = out
+        self.cancel = cancel
+        self.last_progress = None
+
+    def emit(self, event, **fields):
+        if self.out is None:
+            return
+        try:
+            self.out.write(json.dumps({"event": event, **fields}) + "\n")
+            self.out.flush()
+        except OSError:  # the reader is gone: stop writing and stop the conversion
+            self.out = None
+            self.cancel.set()
+            try:  # so that the interpreter's final flush does not fail on the broken pipe either
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError):
+                pass
+
+    def progress(self, done, total, unit_bytes):
+        import time
+
+        now = time.monotonic()
+        if done < total and self.last_progress is not None and now - self.last_progress < self.PROGRESS_INTERVAL:
+            return
+        self.last_progress = now
+        self.emit("progress", done=done, total=total, bytes_per_unit=unit_bytes)
+
+
+def _watch_stdin_for_cancel(cancel):
+    """Set `cancel` when stdin says "cancel", or closes (the parent process is gone).
+
+    Only a pipe or socket is watched: a terminal is left alone (reading it would stop a background job,
+    and Ctrl-C is there), and /dev/null or a file would end at once and cancel every conversion.
+    """
+    import stat
+    import threading
+
+    try:
+        fd = sys.stdin.fileno()
+        mode = os.fstat(fd).st_mode
+    except (AttributeError, OSError, ValueError):
+        return
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+        return
+
+    def watch():
+        pending = b""
+        while True:
+            try:  # os.read, not sys.stdin: a daemon thread blocked in a buffered read can abort the interpreter's exit
+                data = os.read(fd, 4096)
+            except OSError:
+                data = b""
+            if not data:
+                cancel.set()
+                return
+            *lines, pending = (pending + data).split(b"\n")
+            if any(line.strip() == b"cancel" for line in lines):
+                cancel.set()
+                return
+
+    threading.Thread(target=watch, name="bigvolume-stdin", daemon=True).start()
+
+
 def _cmd_convert(args):
     import threading
 
@@ -117,6 +190,9 @@ def _cmd_convert(args):
                    resume=args.resume, overwrite=args.overwrite, workers=args.workers, scheduler=args.scheduler)
     out = sys.stdout
     bars = {}
+    cancel = threading.Event()
+    if args.progress_format == "json":
+        return _convert_json(args, inputs, output, batch, options, cancel)
 
     def progress(done, total, unit_bytes):
         if args.quiet:
@@ -140,7 +216,6 @@ def _cmd_convert(args):
         else:
             print(f"  {result.status}: {result.error}", file=out)
 
-    cancel = threading.Event()
     options.update(progress=progress, on_open=on_open)
     if batch:
         results = convert_batch(inputs, output, on_start=on_start, on_done=on_done, cancel=cancel, **options)
@@ -153,6 +228,45 @@ def _cmd_convert(args):
         on_done(results[0])
     print(file=out)
     print(summary_table(results), file=out)
+    return 0 if all(r.ok for r in results) else 1
+
+
+def _convert_json(args, inputs, output, batch, options, cancel):
+    """`convert --progress-format json`: events on stdout, "cancel" (or the end of a piped stdin) cancels."""
+    import time
+
+    from .convert import ConversionResult, convert, convert_batch
+    from .errors import WriteCancelled
+
+    events = _JsonEvents(sys.stdout, cancel)
+    current = {}
+
+    def on_start(index, count, path, target):
+        current.update(input=os.fspath(path), output=os.fspath(target))
+        events.emit("start", index=index, count=count, input=current["input"], output=current["output"])
+
+    def on_open(source):
+        events.emit("opened", input=current.get("input"), output=current.get("output"), report=source.info.describe(),
+                    shape=[int(n) for n in source.shape], dtype=str(source.dtype), input_bytes=int(source.nbytes))
+
+    def on_done(result):
+        events.emit("done", input=result.input, status=result.status, output=result.output,
+                    output_bytes=result.output_bytes, seconds=round(result.seconds, 3), error=result.error)
+
+    _watch_stdin_for_cancel(cancel)
+    options.update(progress=events.progress, on_open=on_open)
+    if batch:
+        results = convert_batch(inputs, output, on_start=on_start, on_done=on_done, cancel=cancel, **options)
+    else:
+        on_start(0, 1, inputs[0], output)
+        start = time.perf_counter()
+        try:
+            result = convert(inputs[0], output, cancel=cancel, **options)
+        except WriteCancelled as error:
+            result = ConversionResult(inputs[0], output, status="cancelled", error=str(error),
+                                      seconds=time.perf_counter() - start)
+        on_done(result)
+        results = [result]
     return 0 if all(r.ok for r in results) else 1
 
 
@@ -236,6 +350,10 @@ def build_parser():
     running.add_argument("--workers", type=int, help="processes to use (default: all cores for large inputs)")
     running.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask distributed cluster, e.g. tcp://host:8786")
     running.add_argument("--quiet", action="store_true", help="no progress or metadata report, only the summary")
+    running.add_argument("--progress-format", choices=("text", "json"), default="text",
+                         help="json: one JSON object per line on stdout (events opened, progress, done, error) "
+                              "for a program that runs the conversion; it cancels when it reads the line 'cancel' "
+                              "on a piped stdin, or when that pipe closes")
     convert.set_defaults(func=_cmd_convert)
 
     validate = sub.add_parser("validate", help="check OME-NGFF conformance and completeness of stores")
@@ -252,11 +370,22 @@ def main(argv=None):
         return args.func(args)
     except (BigVolumeError, OSError) as error:
         print(f"bigvolume: error: {error}", file=sys.stderr)
+        _json_error(args, str(error))
         return 2
     except KeyboardInterrupt:
-        print("bigvolume: interrupted" + ("; run the same command with --resume to continue where it stopped"
-                                          if args.command == "convert" else ""), file=sys.stderr)
+        message = "interrupted" + ("; run the same command with --resume to continue where it stopped"
+                                   if args.command == "convert" else "")
+        print(f"bigvolume: {message}", file=sys.stderr)
+        _json_error(args, message)
         return 130
+
+
+def _json_error(args, message):
+    """With --progress-format json, the error is also an event on stdout, where the caller reads."""
+    if getattr(args, "progress_format", "text") == "json":
+        import threading
+
+        _JsonEvents(sys.stdout, threading.Event()).emit("error", message=message)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,233 @@
+"""What the BigVolume module does for one scene, Qt-free: the module panel and the Python console drive it.
+
+A session opens one multiscale image (one channel, one time point) and
+streams it into every slice view of the scene, records a reference to it in
+the scene (scene_state.py), reports its status, switches channel or time
+point, applies memory settings, reads regions as numpy arrays and exports
+regions into ordinary volume nodes. Closing it frees the chunk cache and
+removes every node it added.
+"""
+
+import time
+
+from bigvolume.cache import default_budget_bytes
+from bigvolume.multiscale import open_image
+
+from . import region_export, scene_state
+from .streaming_views import StreamingViews
+
+
+def axis_sizes(image):
+    """(channels, time points) of an image: 1 where it has no such axis."""
+    sizes = {"channel": 1, "time": 1}
+    for axis, size in zip(image.meta.axes, image.levels[0].shape):
+        if axis.type in sizes:
+            sizes[axis.type] = int(size)
+    return sizes["channel"], sizes["time"]
+
+
+class BigVolumeSession:
+    def __init__(self, scene, cache_bytes=None, workers=2, layer="background"):
+        self.scene = scene
+        self.cache_bytes = int(cache_bytes) if cache_bytes else default_budget_bytes()
+        self.workers = int(workers)
+        self.layer = layer
+        self.image = None
+        self.views = None
+        self.channel = 0
+        self.time_point = 0
+        self._opened_at = None
+
+    # -- opening and closing ------------------------------------------------
+    def open(self, location, channel=0, time_point=0, fit=True, window_level=None):
+        """Open a store (folder or URL) and stream it into every slice view; returns the image.
+
+        The current store is closed only once the new one has opened, so a wrong path leaves it streaming.
+        """
+        image = open_image(location, t=time_point, c=channel)
+        self.close()
+        self.image, self.channel, self.time_point = image, int(channel), int(time_point)
+        self._start(fit=fit, window_level=window_level)
+        return image
+
+    def _start(self, fit, window_level=None):
+        self.views = StreamingViews(self.scene, self.image, cache_bytes=self.cache_bytes, workers=self.workers,
+                                    layer=self.layer, fit=fit, window_level=window_level)
+        self._opened_at = time.monotonic()
+        self._saved_window = window_level
+        self._save_reference()
+
+    def _save_reference(self):
+        scene_state.save_reference(self.scene, self.image.location, self.channel, self.time_point,
+                                   self.views.window_level if self.views else None, self.layer)
+
+    def _stop(self):
+        if self.views is not None:
+            self.views.close()
+            self.views = None
+
+    def close(self):
+        """Stop streaming, remove the proxy volumes and the scene's store reference, free the cache."""
+        self._stop()
+        if self.image is not None:
+            scene_state.remove_reference(self.scene)
+        self.image = None
+
+    @property
+    def is_open(self):
+        return self.image is not None
+
+    def update(self):
+        """Let the views catch up (call on a timer); True if any view changed."""
+        if self.views is None:
+            return False
+        changed = self.views.update()
+        if self.views.window_level != self._saved_window:  # chosen from the first coarse chunks: remember it
+            self._saved_window = self.views.window_level
+            self._save_reference()
+        return changed
+
+    def restore(self):
+        """Reopen the store a loaded scene refers to, keeping its views where they were; False if none."""
+        reference = scene_state.load_reference(self.scene)
+        if reference is None:
+            return False
+        self.layer = reference["layer"]
+        self.open(reference["location"], reference["channel"], reference["timePoint"], fit=False,
+                  window_level=reference["window_level"])
+        return True
+
+    # -- channel and time point -----------------------------------------------
+    def select(self, channel=None, time_point=None):
+        """Show another channel and/or time point in the same views (they keep their position and zoom).
+
+        A new channel gets its own display window; another time point of the same channel keeps the window,
+        so intensities compare across time.
+        """
+        self._require_open()
+        channel = self.channel if channel is None else int(channel)
+        time_point = self.time_point if time_point is None else int(time_point)
+        if (channel, time_point) == (self.channel, self.time_point):
+            return self.image
+        window = self.views.window_level if channel == self.channel else None
+        return self.open(self.image.location, channel, time_point, fit=False, window_level=window)
+
+    def axis_sizes(self):
+        self._require_open()
+        return axis_sizes(self.image)
+
+    # -- settings ---------------------------------------------------------------
+    def set_budget(self, nbytes):
+        """Chunk cache budget in bytes; applies at once (least recently used chunks are dropped)."""
+        self.cache_bytes = int(nbytes)
+        if self.views is not None:
+            self.views.engine.cache.set_budget(self.cache_bytes)
+
+    def set_workers(self, workers):
+        """Fetch threads; streaming restarts with them, the views keep their position, zoom and window."""
+        self.workers = int(workers)
+        if self.views is not None:
+            window = self.views.window_level
+            self._stop()
+            self._start(fit=False, window_level=window)
+
+    # -- data -------------------------------------------------------------------
+    def levels(self):
+        """The pyramid level each slice view shows, by view name."""
+        return self.views.levels() if self.views else {}
+
+    def read(self, level, box):
+        """Voxels of `level` inside ((z0, z1), (y0, y1), (x0, x1)) as a numpy array (outside filled)."""
+        self._require_open()
+        return self.image.read(level, box)
+
+    def plan_roi(self, roi_node, level, limit_bytes=None):
+        self._require_open()
+        return region_export.plan_roi(self.image, roi_node, level, limit_bytes)
+
+    def plan_level(self, level, limit_bytes=None):
+        self._require_open()
+        return region_export.plan_whole_level(self.image, level, limit_bytes)
+
+    def export_roi(self, roi_node, level, name=None, limit_bytes=None):
+        """The voxels of `level` inside a Markups ROI as a new volume node (RegionTooLarge if they would not fit)."""
+        return self._export(self.plan_roi(roi_node, level, limit_bytes), name)
+
+    def export_level(self, level, name=None, limit_bytes=None):
+        """A whole level as a new volume node (RegionTooLarge if it would not fit)."""
+        return self._export(self.plan_level(level, limit_bytes), name)
+
+    def _export(self, plan, name):
+        node = region_export.export_plan(self.scene, self.image, plan, name=name)
+        node.CreateDefaultDisplayNodes()
+        window = self.views.window_level if self.views else None
+        if window is not None:  # the same display as the streamed views
+            display = node.GetScalarVolumeDisplayNode()
+            display.SetAutoWindowLevel(False)
+            display.SetWindowLevel(*window)
+        return node
+
+    # -- status -----------------------------------------------------------------
+    def status(self):
+        """What the status panel shows, as plain values."""
+        if self.image is None:
+            return {"open": False}
+        level0 = self.image.levels[0]
+        channels, time_points = axis_sizes(self.image)
+        info = {
+            "open": True,
+            "location": self.image.location,
+            "name": self.image.name,
+            "levels": [{"index": lvl.index, "shape_xyz": list(lvl.volume_shape[::-1]),
+                        "voxel_size_mm": list(lvl.voxel_size_mm)} for lvl in self.image.levels],
+            "voxel_size_mm": list(level0.voxel_size_mm),
+            "physical_size_mm": list(self.image.physical_size_mm()),
+            "dtype": str(level0.dtype),
+            "channel": self.channel, "channels": channels,
+            "time_point": self.time_point, "time_points": time_points,
+            "budget_bytes": self.cache_bytes, "workers": self.workers,
+        }
+        if self.views is not None:
+            engine, cache = self.views.engine, self.views.engine.cache
+            seconds = max(time.monotonic() - self._opened_at, 1e-9)
+            info.update({
+                "cache_bytes": cache.nbytes, "cache_chunks": len(cache), "cache_hit_rate": cache.hit_rate,
+                "chunks_read": engine.chunks_read, "bytes_read": engine.bytes_read,
+                "chunks_per_s": engine.chunks_read / seconds,
+                "mb_per_s_while_reading": engine.bytes_read / 1e6 / engine.seconds_reading
+                if engine.seconds_reading else 0.0,
+                "errors": [f"level {key[0]} chunk {key[1]}: {error}" for key, error in engine.errors[-3:]],
+                "error_count": len(engine.errors),
+                "view_levels": self.levels(),
+                "window_level": list(self.views.window_level) if self.views.window_level else None,
+            })
+        return info
+
+    def status_text(self):
+        """The status as a few lines of text (the panel's status box, or print() in the console)."""
+        s = self.status()
+        if not s["open"]:
+            return "No store open."
+        voxel = " x ".join(f"{v * 1000:.4g}" for v in s["voxel_size_mm"])
+        size = " x ".join(f"{v:.4g}" for v in s["physical_size_mm"])
+        lines = [f"{s['name'] or s['location']}",
+                 f"{len(s['levels'])} levels; level 0: {' x '.join(map(str, s['levels'][0]['shape_xyz']))} voxels, "
+                 f"{s['dtype']}",
+                 f"voxel size {voxel} um; physical size {size} mm"]
+        if s["channels"] > 1 or s["time_points"] > 1:
+            lines.append(f"channel {s['channel']} of {s['channels']}, time point {s['time_point']} of {s['time_points']}")
+        if "cache_bytes" in s:
+            lines.append(f"memory: {s['cache_bytes'] / 1024**2:,.0f} of {s['budget_bytes'] / 1024**2:,.0f} MB "
+                         f"({s['cache_chunks']} chunks), hit rate {100 * s['cache_hit_rate']:.0f}%")
+            lines.append(f"fetched {s['chunks_read']} chunks ({s['bytes_read'] / 1e6:,.0f} MB), "
+                         f"{s['chunks_per_s']:.0f} chunks/s since open, {s['mb_per_s_while_reading']:.0f} MB/s while "
+                         f"reading, {self.workers} fetch threads")
+            views = ", ".join(f"{name}: {level}" for name, level in sorted(s["view_levels"].items()))
+            lines.append(f"level shown: {views or 'no slice view'}")
+            if s["error_count"]:
+                lines.append(f"{s['error_count']} chunks could not be read; last: {s['errors'][-1]}")
+        return "\n".join(lines)
+
+    def _require_open(self):
+        if self.image is None:
+            raise RuntimeError("No store is open; open one first.")

@@ -106,18 +106,3 @@ def test_console_command_is_declared():
     import bigvolume.cli
 
     assert callable(bigvolume.cli.main)
-
-
-def test_extensions_index_entry_fits_the_catalog_schema():
-    """Keys and types of Slicer's extension catalog entry schema v1.0.1 (Schemas/ in Slicer's source)."""
-    import json
-
-    entry = json.load(open(os.path.join(ROOT, "Resources", "ExtensionsIndex", "BigVolume.json")))
-    allowed = {"$schema": str, "category": str, "scm_url": str, "scm_revision": str, "scm_type": str,
-               "build_dependencies": list, "build_subdirectory": str, "enabled": bool, "tier": int}
-    assert {"$schema", "category", "scm_url"} <= set(entry)
-    assert set(entry) <= set(allowed)
-    for key, value in entry.items():
-        assert isinstance(value, allowed[key]), key
-    assert "slicer-extension-catalog-entry-schema-v1.0.1.json" in entry["$schema"]
-    assert 1 <= entry["tier"] <= 5

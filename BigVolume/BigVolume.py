@@ -1,6 +1,7 @@
 import logging
 import os
 from pathlib import Path
+from typing import Annotated
 
 import vtk
 
@@ -9,7 +10,9 @@ from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.ScriptedLoadableModule import *
 from slicer.util import VTKObservationMixin
-from slicer.parameterNodeWrapper import parameterNodeWrapper
+from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
+
+from slicer import vtkMRMLMarkupsROINode
 
 
 #
@@ -27,12 +30,119 @@ class BigVolume(ScriptedLoadableModule):
         self.parent.dependencies = []
         self.parent.contributors = ["BigVolume developers"]
         self.parent.helpText = _("""
-Open multiscale OME-Zarr images far larger than memory and load any level of them.
+Open multiscale OME-Zarr images far larger than memory: every slice view streams the region it shows at the
+level that matches its zoom. Convert TIFF stacks, DICOM series, NRRD, NIfTI and more into OME-Zarr in the
+background, export regions into ordinary volumes.
 See the <a href="https://github.com/bigvolume/SlicerBigVolume#readme">documentation</a>.
 """)
         self.parent.acknowledgementText = _("""
-BigVolume builds on zarr-python, numpy and the OME-NGFF specification.
+BigVolume builds on zarr-python, tensorstore, numpy, tifffile and the OME-NGFF specification.
 """)
+        slicer.app.connect("startupCompleted()", onStartupCompleted)
+
+
+def onStartupCompleted():
+    registerSampleData()
+    # A loaded scene that refers to a store reopens it (the panel stops streaming when a scene closes).
+    slicer.mrmlScene.AddObserver(slicer.mrmlScene.EndImportEvent, onSceneEndImport)
+
+
+def onSceneEndImport(caller, event):
+    from BigVolumeLib.scene_state import load_reference
+
+    if load_reference(slicer.mrmlScene) is None:
+        return
+    with slicer.util.tryWithErrorDisplay(_("BigVolume could not reopen the store this scene refers to."), waitCursor=True):
+        ensurePythonDependencies()
+        slicer.util.getModuleLogic("BigVolume").restoreFromScene()
+
+
+#
+# Sample data: the synthetic rock core, generated on first use (no download)
+#
+
+
+SAMPLE_NAME = "BigVolumeRockCore"
+
+
+def registerSampleData():
+    import SampleData
+
+    iconsPath = os.path.join(os.path.dirname(__file__), "Resources", "Icons")
+    if hasattr(SampleData.SampleDataLogic, "registerCustomSampleDataCategory"):  # Slicer 5.9+
+        SampleData.SampleDataLogic.registerCustomSampleDataCategory("BigVolume", title=_("BigVolume"))
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(
+        category="BigVolume",
+        sampleName=SAMPLE_NAME,
+        thumbnailFileName=os.path.join(iconsPath, "BigVolumeSampleRockCore.png"),
+        uris=[],
+        fileNames=[],
+        nodeNames=[],
+        customDownloader=lambda source: loadSampleRockCore(),
+    )
+
+
+def loadSampleRockCore(shape=None):
+    """Write the synthetic rock-core pyramid into Slicer's cache folder if it is not there, then stream it."""
+    ensurePythonDependencies()
+    from bigvolume.sample import SAMPLE_SHAPE, sample_store
+
+    folder = os.path.join(slicer.app.cachePath, "BigVolume")
+    progress = slicer.util.createProgressDialog(
+        labelText=_("Generating the synthetic rock core (once)..."), maximum=100, windowTitle=_("BigVolume sample"))
+
+    def onProgress(done, total):
+        progress.value = int(100 * done / total) if total else 100
+        slicer.app.processEvents()
+
+    try:
+        path = sample_store(folder, shape=shape or SAMPLE_SHAPE, progress=onProgress)
+    finally:
+        progress.close()
+    return slicer.util.getModuleLogic("BigVolume").open(path)
+
+
+#
+# Reader plugin: drag-and-drop and Add Data of an OME-Zarr folder or its zarr.json / .zattrs
+# (registered by Slicer because of its name, <moduleName>FileReader)
+#
+
+
+class BigVolumeFileReader:
+    def __init__(self, parent):
+        self.parent = parent
+
+    def description(self):
+        return _("BigVolume OME-Zarr image")
+
+    def fileType(self):
+        return "BigVolumeOMEZarr"
+
+    def extensions(self):
+        return [_("OME-Zarr image") + " (*zarr.json)", _("OME-Zarr image") + " (*.zattrs)",
+                _("OME-Zarr image") + " (*.zgroup)"]
+
+    def canLoadFileConfidence(self, filePath):
+        try:
+            from bigvolume.locate import image_root
+        except ImportError:  # packages not installed yet: judge by the name; load() asks to install them
+            return 0.6 if os.path.basename(filePath) in ("zarr.json", ".zattrs", ".zgroup") else 0.0
+        # Above the generic JSON readers (about 0.55): this is the root of a multiscale image.
+        return 0.7 if image_root(filePath) else 0.0
+
+    def load(self, properties):
+        try:
+            ensurePythonDependencies()
+            from bigvolume.locate import image_root
+
+            root = image_root(properties["fileName"]) or properties["fileName"]
+            logic = slicer.util.getModuleLogic("BigVolume")
+            logic.open(root)
+        except Exception as error:
+            logging.error(_("BigVolume could not open {path}: {error}").format(path=properties["fileName"], error=error))
+            return False
+        self.parent.loadedNodes = logic.proxyNodeIDs()
+        return True
 
 
 #
@@ -40,14 +150,15 @@ BigVolume builds on zarr-python, numpy and the OME-NGFF specification.
 #
 
 
-def ensurePythonDependencies(requirementsPath: str, requester: str) -> None:
-    """Install the packages of a requirements file on first use, after asking the user (never at import time)."""
+def ensurePythonDependencies() -> None:
+    """Install the packages of Resources/requirements.txt on first use, after asking the user (never at import time)."""
+    requirementsPath = os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt")
     try:
         import slicer.packaging
     except ImportError:  # Slicer before 5.12
-        ensurePythonDependenciesWithPipInstall(requirementsPath, requester)
+        ensurePythonDependenciesWithPipInstall(requirementsPath, "BigVolume")
         return
-    slicer.packaging.pip_ensure(slicer.packaging.load_requirements(requirementsPath), requester=requester)
+    slicer.packaging.pip_ensure(slicer.packaging.load_requirements(requirementsPath), requester="BigVolume")
 
 
 def ensurePythonDependenciesWithPipInstall(requirementsPath: str, requester: str) -> None:
@@ -55,8 +166,9 @@ def ensurePythonDependenciesWithPipInstall(requirementsPath: str, requester: str
 
     with open(requirementsPath) as f:
         requirements = [line.split("#")[0].strip() for line in f if line.split("#")[0].strip()]
+    modules = {"google-crc32c": "google_crc32c"}
     names = [r.split(">")[0].split("=")[0].split("<")[0].strip() for r in requirements]
-    if all(importlib.util.find_spec(name) is not None for name in names):
+    if all(importlib.util.find_spec(modules.get(name, name)) is not None for name in names):
         return
     message = _("{requester} needs these Python packages: {packages}. Install them now?").format(
         requester=requester, packages=", ".join(requirements))
@@ -73,12 +185,27 @@ def ensurePythonDependenciesWithPipInstall(requirementsPath: str, requester: str
 @parameterNodeWrapper
 class BigVolumeParameterNode:
     """
-    storePath - the OME-Zarr image folder.
-    level - the pyramid level to load (0 is full resolution).
+    storePath - the OME-Zarr image folder to open.
+    storeUrl - or its address on a web server or object store (used when set).
+    roi - the region to export (none: the whole level).
+    exportLevel - the pyramid level to export at (0 is full resolution).
+    convertInput, convertOutput - what to convert into which OME-Zarr image.
+    overrideSpacing, spacingX/Y/Z, spacingUnit - a voxel size to use instead of the input's.
+    openWhenConverted - open the result when the conversion is done.
     """
 
     storePath: Path
-    level: int = 0
+    storeUrl: str = ""
+    roi: vtkMRMLMarkupsROINode
+    exportLevel: int = 0
+    convertInput: Path
+    convertOutput: Path
+    overrideSpacing: bool = False
+    spacingX: float = 1.0
+    spacingY: float = 1.0
+    spacingZ: float = 1.0
+    spacingUnit: Annotated[str, Choice(["micrometer", "millimeter", "nanometer"])] = "micrometer"
+    openWhenConverted: bool = True
 
 
 #
@@ -87,7 +214,10 @@ class BigVolumeParameterNode:
 
 
 class BigVolumeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """Thin GUI glue: everything it does is in BigVolumeLogic."""
+    """Thin GUI glue: the work is done by BigVolumeLogic (and below it the Qt-free BigVolumeLib session)."""
+
+    statusIntervalMs = 500
+    conversionPollMs = 200
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -95,10 +225,13 @@ class BigVolumeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._image = None
-        self._streamTimer = None
+        self._statusTimer = None
+        self._conversionTimer = None
+        self._conversion = None
 
     def setup(self) -> None:
+        import qt
+
         ScriptedLoadableModuleWidget.setup(self)
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/BigVolume.ui"))
         self.layout.addWidget(uiWidget)
@@ -106,29 +239,61 @@ class BigVolumeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
 
         self.logic = BigVolumeLogic()
+        self.logic.storeObservers.append(self.onStoreChanged)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
 
+        self.ui.budgetSpinBox.value = self.logic.budgetBytes // 1024**2
+        self.ui.workersSpinBox.value = self.logic.workers
+        self.updateRecentStores()
+
         self.ui.openButton.connect("clicked(bool)", self.onOpenButton)
-        self.ui.loadLevelButton.connect("clicked(bool)", self.onLoadLevelButton)
+        self.ui.closeButton.connect("clicked(bool)", self.onCloseButton)
+        self.ui.recentComboBox.connect("activated(int)", self.onRecentStore)
+        self.ui.channelSpinBox.connect("valueChanged(int)", self.onChannelOrTimeChanged)
+        self.ui.timeSpinBox.connect("valueChanged(int)", self.onChannelOrTimeChanged)
+        self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
+        self.ui.inputFolderButton.connect("clicked(bool)", self.onInputFolderButton)
+        self.ui.inputPathLineEdit.connect("currentPathChanged(QString)", self.onConvertInputChanged)
+        self.ui.convertButton.connect("clicked(bool)", self.onConvertButton)
+        self.ui.cancelConvertButton.connect("clicked(bool)", self.onCancelConvertButton)
+        self.ui.budgetSpinBox.connect("editingFinished()", self.onBudgetChanged)
+        self.ui.workersSpinBox.connect("editingFinished()", self.onWorkersChanged)
+
+        self._statusTimer = qt.QTimer()
+        self._statusTimer.setInterval(self.statusIntervalMs)
+        self._statusTimer.connect("timeout()", self.updateStatus)
+        self._conversionTimer = qt.QTimer()
+        self._conversionTimer.setInterval(self.conversionPollMs)
+        self._conversionTimer.connect("timeout()", self.updateConversion)
 
         self.initializeParameterNode()
+        self.onStoreChanged()
 
     def cleanup(self) -> None:
         self.removeObservers()
-        self.stopStreaming()
+        self._statusTimer.stop()
+        self._conversionTimer.stop()
+        if self._conversion is not None and not self._conversion.poll().finished:
+            self._conversion.cancel()
+        self.logic.storeObservers.remove(self.onStoreChanged)
+        self.logic.stopStreaming()
 
     def enter(self) -> None:
         self.initializeParameterNode()
+        self._statusTimer.start()
 
     def exit(self) -> None:
+        self._statusTimer.stop()
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanExport)
 
     def onSceneStartClose(self, caller, event) -> None:
         self.setParameterNode(None)
+        self.logic.stopStreaming()  # the scene removes the streamed volumes
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
@@ -140,38 +305,140 @@ class BigVolumeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanExport)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanExport)
+            self._checkCanExport()
 
+    # -- store ------------------------------------------------------------
     def onOpenButton(self) -> None:
+        location = self._parameterNode.storeUrl.strip() or str(self._parameterNode.storePath)
         with slicer.util.tryWithErrorDisplay(_("Failed to open the store."), waitCursor=True):
-            ensurePythonDependencies(self.resourcePath("requirements.txt"), requester="BigVolume")
-            self.stopStreaming()
-            self._image = self.logic.open(str(self._parameterNode.storePath))
-            self.ui.infoText.plainText = self.logic.describe(self._image)
-            self.ui.levelSpinBox.maximum = len(self._image.levels) - 1
-            self.ui.loadLevelButton.enabled = True
-            self.logic.startStreaming(self._image)
-            # Views catch up with their slice nodes and arriving chunks between Qt events.
-            import qt
+            ensurePythonDependencies()
+            self.logic.open(location)
 
-            self._streamTimer = qt.QTimer()
-            self._streamTimer.setInterval(self.logic.streamIntervalMs)
-            self._streamTimer.connect("timeout()", self.logic.updateViews)
-            self._streamTimer.start()
+    def onRecentStore(self, index) -> None:
+        location = self.ui.recentComboBox.itemData(index)
+        if not location:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Failed to open the store."), waitCursor=True):
+            ensurePythonDependencies()
+            self.logic.open(location)
 
-    def stopStreaming(self) -> None:
-        if self._streamTimer is not None:
-            self._streamTimer.stop()
-            self._streamTimer = None
-        if self.logic:
-            self.logic.stopStreaming()
+    def onCloseButton(self) -> None:
+        self.logic.close()
 
-    def onLoadLevelButton(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Failed to load the level."), waitCursor=True):
-            volumeNode = self.logic.loadLevel(self._image, self._parameterNode.level)
-            slicer.util.setSliceViewerLayers(background=volumeNode, fit=True)
+    def onChannelOrTimeChanged(self, value) -> None:
+        if not self.logic.isOpen() or not self.ui.channelSpinBox.enabled and not self.ui.timeSpinBox.enabled:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Failed to switch channel or time point."), waitCursor=True):
+            self.logic.select(channel=self.ui.channelSpinBox.value, timePoint=self.ui.timeSpinBox.value)
+
+    def onStoreChanged(self) -> None:
+        """The logic opened, switched or closed a store (from this panel, a reader, a scene or the console)."""
+        isOpen = self.logic.isOpen()
+        self.ui.closeButton.enabled = isOpen
+        channels, timePoints = self.logic.axisSizes() if isOpen else (1, 1)
+        for spinBox, count, current in ((self.ui.channelSpinBox, channels, self.logic.channel()),
+                                        (self.ui.timeSpinBox, timePoints, self.logic.timePoint())):
+            wasBlocking = spinBox.blockSignals(True)
+            spinBox.maximum = max(0, count - 1)
+            spinBox.value = current if isOpen else 0
+            spinBox.enabled = count > 1
+            spinBox.blockSignals(wasBlocking)
+        self.ui.exportLevelSpinBox.maximum = self.logic.levelCount() - 1 if isOpen else 0
+        self.updateRecentStores()
+        self.updateStatus()
+        self._checkCanExport()
+
+    def updateRecentStores(self) -> None:
+        combo = self.ui.recentComboBox
+        wasBlocking = combo.blockSignals(True)
+        combo.clear()
+        combo.addItem(_("(choose a recent store)"), "")
+        for location in self.logic.recentStores():
+            combo.addItem(location, location)
+        combo.blockSignals(wasBlocking)
+
+    def updateStatus(self) -> None:
+        self.ui.statusText.plainText = self.logic.statusText()
+        self._checkCanExport()
+
+    # -- export -----------------------------------------------------------
+    def _checkCanExport(self, caller=None, event=None) -> None:
+        if not self._parameterNode or not self.logic.isOpen():
+            self.ui.exportButton.enabled = False
+            self.ui.regionSizeLabel.text = "-"
+            return
+        try:
+            plan = self.logic.planExport(self._parameterNode.roi, self._parameterNode.exportLevel)
+        except ValueError as error:  # an ROI not placed yet
+            self.ui.exportButton.enabled = False
+            self.ui.regionSizeLabel.text = str(error)
+            return
+        self.ui.regionSizeLabel.text = plan.describe() if plan.fits else _("Too large: {reason}").format(reason=plan.reason)
+        self.ui.exportButton.enabled = plan.fits
+
+    def onExportButton(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Failed to load the region."), waitCursor=True):
+            volumeNode = self.logic.export(self._parameterNode.roi, self._parameterNode.exportLevel)
+            slicer.util.setSliceViewerLayers(foreground=volumeNode, foregroundOpacity=0.5)
+
+    # -- conversion -------------------------------------------------------
+    def onInputFolderButton(self) -> None:
+        import qt
+
+        folder = qt.QFileDialog.getExistingDirectory(
+            self.parent, _("Folder of TIFF slices or DICOM files"), str(self._parameterNode.convertInput or ""))
+        if folder:
+            self._parameterNode.convertInput = Path(folder)
+
+    def onConvertInputChanged(self, path) -> None:
+        if path and str(self._parameterNode.convertOutput) in ("", "."):  # no output chosen yet
+            self._parameterNode.convertOutput = Path(self.logic.proposedOutput(path))
+
+    def onConvertButton(self) -> None:
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("Failed to start the conversion."), waitCursor=True):
+            ensurePythonDependencies()
+            spacing = (p.spacingX, p.spacingY, p.spacingZ) if p.overrideSpacing else None
+            self._conversion = self.logic.convert(str(p.convertInput), str(p.convertOutput), spacing=spacing,
+                                                  unit=p.spacingUnit if p.overrideSpacing else None)
+            self.ui.convertButton.enabled = False
+            self.ui.cancelConvertButton.enabled = True
+            self.ui.convertProgressBar.value = 0
+            self._conversionTimer.start()
+
+    def onCancelConvertButton(self) -> None:
+        if self._conversion is not None:
+            self._conversion.cancel()
+            self.ui.convertStatusLabel.text = _("Cancelling...")
+
+    def updateConversion(self) -> None:
+        state = self._conversion.poll()
+        self.ui.convertProgressBar.value = int(round(100 * state.fraction))
+        self.ui.convertStatusLabel.text = self.logic.describeConversion(state)
+        if not state.finished:
+            return
+        self._conversionTimer.stop()
+        self.ui.convertButton.enabled = True
+        self.ui.cancelConvertButton.enabled = False
+        if state.ok and self._parameterNode.openWhenConverted:
+            with slicer.util.tryWithErrorDisplay(_("Failed to open the converted store."), waitCursor=True):
+                self.logic.open(state.output)
+        elif state.status == "failed":
+            slicer.util.errorDisplay(_("The conversion failed: {error}").format(error=state.error),
+                                     detailedText="\n".join(state.log))
+
+    # -- settings ---------------------------------------------------------
+    def onBudgetChanged(self) -> None:
+        self.logic.setBudget(self.ui.budgetSpinBox.value * 1024**2)
+
+    def onWorkersChanged(self) -> None:
+        if self.ui.workersSpinBox.value != self.logic.workers:
+            self.logic.setWorkers(self.ui.workersSpinBox.value)
 
 
 #
@@ -180,63 +447,201 @@ class BigVolumeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 class BigVolumeLogic(ScriptedLoadableModuleLogic):
-    """Slicer-facing logic; the work is done by the Qt-free `bigvolume` core and `BigVolumeLib`."""
+    """What the panel, the reader, the sample and the Python console call.
 
-    # A whole level is loaded only when it fits comfortably in memory.
-    maxLoadBytes = 2 * 1024**3
+    The work is done by BigVolumeLib's Qt-free session (tested with the MRML
+    classes outside Slicer); this class adds what needs the application: the
+    timer that lets views catch up, settings kept between sessions, and the
+    conversion child process. From the console:
+    `logic = slicer.util.getModuleLogic("BigVolume")`.
+    """
+
     # How often streamed views catch up (ms): cheap when nothing changed.
     streamIntervalMs = 15
+    settingsGroup = "BigVolume"
+    maxRecentStores = 10
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
-        self.views = None
+        self._session = None
+        self._timer = None
+        # Called after a store opened, switched channel or time point, or closed (the panel updates itself).
+        self.storeObservers = []
 
-    def startStreaming(self, image, scene=None, cacheBytes=None):
-        """Stream `image` into every slice view of the scene (each at the level its zoom needs)."""
-        from BigVolumeLib.streaming_views import StreamingViews
+    def _storeChanged(self):
+        for callback in list(self.storeObservers):
+            callback()
 
-        self.stopStreaming()
-        self.views = StreamingViews(scene or slicer.mrmlScene, image, cache_bytes=cacheBytes)
-        return self.views
+    # -- settings -------------------------------------------------------------
+    @staticmethod
+    def _settings():
+        import qt
 
-    def updateViews(self) -> bool:
-        return self.views.update() if self.views else False
+        return qt.QSettings()
 
-    def stopStreaming(self) -> None:
-        """Stop streaming, remove the views' proxy volumes and free the chunk cache."""
-        if self.views is not None:
-            self.views.close()
-            self.views = None
+    @property
+    def budgetBytes(self) -> int:
+        from bigvolume.cache import default_budget_bytes
 
-    def getParameterNode(self):
-        return BigVolumeParameterNode(super().getParameterNode())
+        value = self._settings().value(f"{self.settingsGroup}/CacheBudgetMB")
+        return int(value) * 1024**2 if value else default_budget_bytes()
 
-    def open(self, location):
-        import bigvolume
+    @property
+    def workers(self) -> int:
+        value = self._settings().value(f"{self.settingsGroup}/FetchThreads")
+        return int(value) if value else 2
 
-        image = bigvolume.open_image(location)
-        logging.info(f"BigVolume: opened {location} with {len(image.levels)} levels")
+    @property
+    def session(self):
+        """The BigVolumeLib session streaming into slicer.mrmlScene."""
+        if self._session is None:
+            from BigVolumeLib.session import BigVolumeSession
+
+            self._session = BigVolumeSession(slicer.mrmlScene, cache_bytes=self.budgetBytes, workers=self.workers)
+        return self._session
+
+    def setBudget(self, nbytes: int) -> None:
+        """Memory for decoded chunks, in bytes; applies at once and is remembered."""
+        self._settings().setValue(f"{self.settingsGroup}/CacheBudgetMB", int(nbytes) // 1024**2)
+        self.session.set_budget(nbytes)
+
+    def setWorkers(self, workers: int) -> None:
+        """Fetch threads; streaming restarts with them (views keep their place) and the choice is remembered."""
+        self._settings().setValue(f"{self.settingsGroup}/FetchThreads", int(workers))
+        self.session.set_workers(workers)
+
+    def recentStores(self) -> list:
+        value = self._settings().value(f"{self.settingsGroup}/RecentStores")
+        if not value:
+            return []
+        return [value] if isinstance(value, str) else list(value)
+
+    def _rememberStore(self, location) -> None:
+        from BigVolumeLib.session import remember_recent
+
+        self._settings().setValue(f"{self.settingsGroup}/RecentStores",
+                                  remember_recent(self.recentStores(), location, self.maxRecentStores))
+
+    # -- opening ----------------------------------------------------------------
+    def open(self, location, channel: int = 0, timePoint: int = 0, fit: bool = True):
+        """Open an OME-Zarr image (folder or URL) and stream it into every slice view; returns the image."""
+        image = self.session.open(location, channel=channel, time_point=timePoint, fit=fit)
+        logging.info(f"BigVolume: opened {image.location} ({len(image.levels)} levels)")
+        self._rememberStore(image.location)
+        self._startTimer()
+        self._storeChanged()
         return image
 
-    def describe(self, image) -> str:
-        import io
+    def restoreFromScene(self) -> bool:
+        """Reopen the store the current scene refers to (called when a scene is loaded)."""
+        if not self.session.restore():
+            return False
+        self._startTimer()
+        self._storeChanged()
+        return True
 
-        from bigvolume.cli import print_info
+    def select(self, channel=None, timePoint=None):
+        """Show another channel and/or time point; the views keep their place."""
+        image = self.session.select(channel=channel, time_point=timePoint)
+        self._storeChanged()
+        return image
 
-        text = io.StringIO()
-        print_info(image, out=text)
-        return text.getvalue()
+    def close(self) -> None:
+        """Stop streaming, remove the streamed views' volumes and free the chunk cache."""
+        self.stopStreaming()
+        self._storeChanged()
 
-    def loadLevel(self, image, level: int, scene=None):
-        """Load a whole pyramid level as an ordinary scalar volume node (refused if it is too large)."""
-        from BigVolumeLib import level_nbytes, read_region_into_volume_node
+    def stopStreaming(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+        if self._session is not None:
+            self._session.close()
 
-        nbytes = level_nbytes(image, level)
-        if nbytes > self.maxLoadBytes:
-            raise ValueError(_("Level {level} needs {size:.1f} GB; choose a coarser level (at most {limit:.1f} GB).").format(
-                level=level, size=nbytes / 1024**3, limit=self.maxLoadBytes / 1024**3))
-        shape = image.levels[level].volume_shape
-        return read_region_into_volume_node(scene or slicer.mrmlScene, image, level, [(0, n) for n in shape])
+    def _startTimer(self) -> None:
+        import qt
+
+        if self._timer is None:
+            self._timer = qt.QTimer()
+            self._timer.setInterval(self.streamIntervalMs)
+            self._timer.connect("timeout()", self.updateViews)
+        self._timer.start()
+
+    def updateViews(self) -> bool:
+        return self.session.update()
+
+    # -- questions --------------------------------------------------------------
+    def isOpen(self) -> bool:
+        return self._session is not None and self._session.is_open
+
+    @property
+    def image(self):
+        return self.session.image
+
+    def levelCount(self) -> int:
+        return len(self.session.image.levels)
+
+    def axisSizes(self):
+        """(channels, time points) of the open image."""
+        return self.session.axis_sizes()
+
+    def channel(self) -> int:
+        return self.session.channel
+
+    def timePoint(self) -> int:
+        return self.session.time_point
+
+    def levels(self) -> dict:
+        """The pyramid level each slice view shows, by view name."""
+        return self.session.levels()
+
+    def status(self) -> dict:
+        return self.session.status()
+
+    def statusText(self) -> str:
+        return self.session.status_text() if self._session is not None else _("No store open.")
+
+    def proxyNodeIDs(self) -> list:
+        views = self.session.views
+        return [s.proxy.GetID() for s in views.streamers.values()] if views else []
+
+    # -- data -------------------------------------------------------------------
+    def read(self, level: int, box):
+        """Voxels of a level inside ((z0, z1), (y0, y1), (x0, x1)) as a numpy array."""
+        return self.session.read(level, box)
+
+    def planExport(self, roiNode, level: int):
+        """What exporting would load (shape, bytes, whether it fits): an ROI, or the whole level if roiNode is None."""
+        if roiNode is None:
+            return self.session.plan_level(level)
+        return self.session.plan_roi(roiNode, level)
+
+    def export(self, roiNode, level: int, name=None):
+        """Load the voxels of `level` inside a Markups ROI (or the whole level) into a new volume node."""
+        if roiNode is None:
+            return self.session.export_level(level, name=name)
+        return self.session.export_roi(roiNode, level, name=name)
+
+    # -- conversion ---------------------------------------------------------------
+    @staticmethod
+    def proposedOutput(inputPath) -> str:
+        """`scans/core_A` -> `scans/core_A.ome.zarr`, beside the input."""
+        from bigvolume.convert import output_name
+
+        return os.path.join(os.path.dirname(os.path.normpath(str(inputPath))), output_name(str(inputPath)))
+
+    def convert(self, inputPath, outputPath, spacing=None, unit=None, **options):
+        """Convert in a child process (Slicer stays responsive); returns a BackgroundConversion to poll or cancel."""
+        from bigvolume.background import BackgroundConversion
+
+        conversion = BackgroundConversion(inputPath, outputPath, spacing=spacing, unit=unit, **options)
+        conversion.start()
+        return conversion
+
+    @staticmethod
+    def describeConversion(state) -> str:
+        from BigVolumeLib.session import describe_conversion
+
+        return describe_conversion(state)
 
 
 #
@@ -251,60 +656,135 @@ class BigVolumeTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
-        self.setUp()
-        self.test_OpenAndLoadLevel()
-        self.setUp()
-        self.test_Streaming()
+        for test in (self.test_OpenStreamAndExport, self.test_Panel, self.test_ReaderPlugin,
+                     self.test_SceneSaveAndRestore, self.test_SampleData, self.test_ConvertInBackground):
+            self.setUp()
+            test()
 
-    def test_OpenAndLoadLevel(self):
+    def _writeCore(self, shape=(128, 160, 160)):
+        import tempfile
+
+        import bigvolume
+        from bigvolume.synthetic import SyntheticRockCore
+
+        path = os.path.join(tempfile.mkdtemp(), "core.ome.zarr")
+        bigvolume.write_pyramid(SyntheticRockCore(shape, seed=4), path, coarsest=32, workers=1)
+        return path
+
+    def _waitForViews(self, logic, seconds=30):
+        import time
+
+        deadline = time.time() + seconds
+        while time.time() < deadline and not all(s.complete for s in logic.session.views.streamers.values()):
+            slicer.app.processEvents()
+        self.assertTrue(all(s.complete for s in logic.session.views.streamers.values()))
+
+    def test_OpenStreamAndExport(self):
+        import numpy as np
+
+        ensurePythonDependencies()
+        self.delayDisplay("Streaming a synthetic pyramid into the slice views")
+        path = self._writeCore()
+        logic = slicer.util.getModuleLogic("BigVolume")
+        image = logic.open(path)
+        self._waitForViews(logic)
+        red = slicer.app.layoutManager().sliceWidget("Red").sliceLogic()
+        self.assertIn(red.GetSliceCompositeNode().GetBackgroundVolumeID(), logic.proxyNodeIDs())
+        self.assertEqual(set(logic.levels()), {"Red", "Yellow", "Green"})
+
+        self.delayDisplay("Exporting an ROI and a whole level")
+        roi = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsROINode")
+        lo, hi = image.bounds_ras(0)
+        roi.SetCenter(*((lo + hi) / 2))
+        roi.SetSize(*((hi - lo) / 4))
+        region = logic.export(roi, 0)
+        plan = logic.planExport(roi, 0)
+        np.testing.assert_array_equal(slicer.util.arrayFromVolume(region), image.read(0, plan.box))
+        coarsest = logic.export(None, len(image.levels) - 1)
+        self.assertEqual(coarsest.GetImageData().GetDimensions(), tuple(image.levels[-1].volume_shape[::-1]))
+
+        logic.close()
+        self.assertEqual(logic.proxyNodeIDs(), [])
+        self.assertIsNotNone(region.GetScene())  # exported volumes stay
+        self.delayDisplay("Test passed")
+
+    def test_Panel(self):
+        self.delayDisplay("Opening, reporting and closing from the module panel")
+        path = self._writeCore((96, 128, 128))
+        slicer.util.selectModule("BigVolume")
+        widget = slicer.modules.BigVolumeWidget
+        widget._parameterNode.storePath = Path(path)
+        widget.ui.openButton.click()
+        self._waitForViews(widget.logic)
+        widget.updateStatus()
+        self.assertIn("levels; level 0: 128 x 128 x 96 voxels", widget.ui.statusText.plainText)
+        self.assertTrue(widget.ui.closeButton.enabled)
+        self.assertEqual(widget.ui.exportLevelSpinBox.maximum, widget.logic.levelCount() - 1)
+        self.assertEqual(widget.ui.recentComboBox.itemData(1), widget.logic.image.location)
+        widget.ui.closeButton.click()
+        self.assertFalse(widget.ui.closeButton.enabled)
+        self.assertIn("No store open", widget.ui.statusText.plainText)
+        self.delayDisplay("Test passed")
+
+    def test_ReaderPlugin(self):
+        self.delayDisplay("Loading an OME-Zarr image by its zarr.json (as drag-and-drop does)")
+        path = self._writeCore((64, 96, 96))
+        self.assertGreater(slicer.app.ioManager().registeredFileReaderCount("BigVolumeOMEZarr"), 0)
+        node = slicer.util.loadNodeFromFile(os.path.join(path, "zarr.json"), "BigVolumeOMEZarr")
+        self.assertIsNotNone(node)
+        logic = slicer.util.getModuleLogic("BigVolume")
+        self.assertEqual(os.path.normpath(logic.image.location), os.path.normpath(path))
+        logic.close()
+        self.delayDisplay("Test passed")
+
+    def test_SceneSaveAndRestore(self):
+        import tempfile
+
+        self.delayDisplay("Saving a scene refers to the store; loading it streams again")
+        path = self._writeCore((64, 96, 96))
+        logic = slicer.util.getModuleLogic("BigVolume")
+        logic.open(path)
+        self._waitForViews(logic)
+        sceneFile = os.path.join(tempfile.mkdtemp(), "scene.mrml")
+        self.assertTrue(slicer.util.saveScene(sceneFile))
+        logic.close()
+        slicer.mrmlScene.Clear()
+        slicer.util.loadScene(sceneFile)
+        self.assertTrue(logic.isOpen())
+        self.assertEqual(os.path.normpath(logic.image.location), os.path.normpath(path))
+        self._waitForViews(logic)
+        logic.close()
+        self.delayDisplay("Test passed")
+
+    def test_SampleData(self):
+        import SampleData
+
+        self.delayDisplay("The synthetic rock core is registered with Sample Data")
+        source = SampleData.SampleDataLogic().sourceForSampleName(SAMPLE_NAME)
+        self.assertIsNotNone(source)
+        image = loadSampleRockCore(shape=(64, 96, 96))
+        self.assertEqual(image.levels[0].volume_shape, (64, 96, 96))
+        slicer.util.getModuleLogic("BigVolume").close()
+        self.delayDisplay("Test passed")
+
+    def test_ConvertInBackground(self):
         import tempfile
 
         import numpy as np
+        import tifffile
 
-        import bigvolume
-        from bigvolume.synthetic import SyntheticRockCore
-
-        self.delayDisplay("Writing a small synthetic pyramid")
-        core = SyntheticRockCore((96, 80, 80), seed=1)
-        path = os.path.join(tempfile.mkdtemp(), "core.ome.zarr")
-        bigvolume.write_pyramid(core, path, coarsest=32)
-
-        logic = BigVolumeLogic()
-        image = logic.open(path)
-        self.assertGreater(len(image.levels), 1)
-        self.assertIn("OME-NGFF 0.5", logic.describe(image))
-
-        self.delayDisplay("Loading level 0 and the coarsest level")
-        full = logic.loadLevel(image, 0)
-        np.testing.assert_array_equal(slicer.util.arrayFromVolume(full), core[0:96])
-        coarse = logic.loadLevel(image, len(image.levels) - 1)
-        # Both levels cover the same physical extent (voxel edges), so their RAS bounds agree.
-        fullBounds, coarseBounds = [0.0] * 6, [0.0] * 6
-        full.GetRASBounds(fullBounds)
-        coarse.GetRASBounds(coarseBounds)
-        np.testing.assert_allclose(fullBounds, coarseBounds, atol=1e-6)
-        self.delayDisplay("Test passed")
-
-    def test_Streaming(self):
-        import tempfile
-        import time
-
-        import bigvolume
-        from bigvolume.synthetic import SyntheticRockCore
-
-        self.delayDisplay("Streaming a synthetic pyramid into the slice views")
-        path = os.path.join(tempfile.mkdtemp(), "core.ome.zarr")
-        bigvolume.write_pyramid(SyntheticRockCore((128, 160, 160), seed=4), path, coarsest=32)
-        logic = BigVolumeLogic()
-        views = logic.startStreaming(logic.open(path))
-        deadline = time.time() + 30
-        while time.time() < deadline and not all(s.complete for s in views.streamers.values()):
-            logic.updateViews()
+        self.delayDisplay("Converting a TIFF stack in the background")
+        folder = tempfile.mkdtemp()
+        for z in range(40):
+            tifffile.imwrite(os.path.join(folder, f"slice_{z:03d}.tif"), np.full((64, 80), z, dtype=np.uint16))
+        logic = slicer.util.getModuleLogic("BigVolume")
+        output = logic.proposedOutput(folder)
+        conversion = logic.convert(folder, output, spacing=(0.5, 0.5, 2.0), unit="micrometer")
+        while not conversion.poll().finished:
             slicer.app.processEvents()
-        self.assertTrue(all(s.complete for s in views.streamers.values()))
-        red = slicer.app.layoutManager().sliceWidget("Red").sliceLogic()
-        self.assertEqual(red.GetSliceCompositeNode().GetBackgroundVolumeID(),
-                         views.streamers[red.GetSliceNode().GetID()].proxy.GetID())
-        logic.stopStreaming()
-        self.assertEqual(slicer.mrmlScene.GetNodesByClass("vtkMRMLScalarVolumeNode").GetNumberOfItems(), 0)
+        state = conversion.poll()
+        self.assertTrue(state.ok, state.error)
+        image = logic.open(output)
+        self.assertEqual(image.levels[0].volume_shape, (40, 64, 80))
+        logic.close()
         self.delayDisplay("Test passed")

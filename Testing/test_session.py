@@ -264,3 +264,19 @@ def test_restore_names_a_store_that_moved(store, tmp_path):
     scene_state.save_reference(views.scene, str(tmp_path / "moved.ome.zarr"))
     with pytest.raises(bigvolume.StoreError, match="moved.ome.zarr: no such file"):
         BigVolumeSession(views.scene).restore()
+
+
+def test_recent_stores_and_conversion_text():
+    from bigvolume.background import ConversionState
+    from BigVolumeLib.session import describe_conversion, remember_recent
+
+    assert remember_recent(["b", "a", "c"], "a", limit=3) == ["a", "b", "c"]
+    assert remember_recent(["a", "b", "c"], "d", limit=3) == ["d", "a", "b"]
+    running = ConversionState(status="running", done=30, total=120, fraction=0.25, mb_per_s=150.0,
+                              eta_seconds=95, elapsed_seconds=31)
+    assert describe_conversion(running) == "25%, 150 MB/s, 0:31 elapsed, ETA 1:35"
+    assert describe_conversion(ConversionState(status="running", elapsed_seconds=2)) == "0%, 0:02 elapsed"
+    done = ConversionState(status="converted", output="core.ome.zarr", output_bytes=2.5e9, elapsed_seconds=3725)
+    assert describe_conversion(done) == "Converted: core.ome.zarr (2,500 MB) in 1:02:05"
+    assert describe_conversion(ConversionState(status="failed", error="x.tif: truncated")) == "Failed: x.tif: truncated"
+    assert describe_conversion(ConversionState(status="cancelled")) == "Cancelled; nothing was left behind."

@@ -231,3 +231,29 @@ class BigVolumeSession:
     def _require_open(self):
         if self.image is None:
             raise RuntimeError("No store is open; open one first.")
+
+
+def remember_recent(recent, location, limit=10):
+    """The recent-stores list with `location` first, without duplicates, at most `limit` long."""
+    location = str(location)
+    return [location] + [item for item in recent if item != location][: max(0, limit - 1)]
+
+
+def describe_conversion(state):
+    """One line for the panel: progress, rate and ETA while running; the outcome when finished."""
+    from bigvolume.progress import _clock
+
+    if state.status == "starting":
+        return "Starting..."
+    if state.status == "running":
+        text = f"{100 * state.fraction:.0f}%"
+        if state.mb_per_s:
+            text += f", {state.mb_per_s:,.0f} MB/s"
+        text += f", {_clock(state.elapsed_seconds)} elapsed"
+        return text + (f", ETA {_clock(state.eta_seconds)}" if state.eta_seconds is not None else "")
+    if state.status in ("converted", "already complete"):
+        verb = "Converted" if state.status == "converted" else "Already complete"
+        return f"{verb}: {state.output} ({state.output_bytes / 1e6:,.0f} MB) in {_clock(state.elapsed_seconds)}"
+    if state.status == "cancelled":
+        return "Cancelled" + (f": {state.error}" if state.error else "; nothing was left behind.")
+    return f"Failed: {state.error}"

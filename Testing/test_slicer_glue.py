@@ -1,0 +1,42 @@
+"""The Slicer glue follows the interfaces Slicer calls by name (checked on the source: Slicer itself is not here)."""
+
+import ast
+import os
+
+from conftest import ROOT
+
+MODULE = os.path.join(ROOT, "BigVolume", "BigVolume.py")
+
+
+def _classes(path):
+    tree = ast.parse(open(path).read())
+    return {node.name: {f.name for f in node.body if isinstance(f, ast.FunctionDef)}
+            for node in tree.body if isinstance(node, ast.ClassDef)}
+
+
+def test_file_reader_has_what_qslicerscriptedfilereader_calls():
+    # qSlicerScriptedLoadableModule registers a class named <module>FileReader; qSlicerScriptedFileReader
+    # calls description, fileType, extensions, load and canLoadFile or canLoadFileConfidence.
+    methods = _classes(MODULE)["BigVolumeFileReader"]
+    assert {"__init__", "description", "fileType", "extensions", "load"} <= methods
+    assert methods & {"canLoadFile", "canLoadFileConfidence"}
+
+
+def test_module_has_the_scripted_module_classes():
+    classes = _classes(MODULE)
+    for suffix in ("", "Widget", "Logic", "Test"):
+        assert f"BigVolume{suffix}" in classes
+    tests = {name for name in classes["BigVolumeTest"] if name.startswith("test_")}
+    run_test = ast.unparse(next(f for f in ast.walk(ast.parse(open(MODULE).read()))
+                                if isinstance(f, ast.FunctionDef) and f.name == "runTest"))
+    assert all(f"self.{name}" in run_test for name in tests), "runTest must run every self-test"
+
+
+def test_python_dependencies_are_not_installed_at_import_time():
+    tree = ast.parse(open(MODULE).read())
+    top_level_calls = [node for node in tree.body if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)]
+    assert top_level_calls == []
+    imports = {alias.name.split(".")[0] for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))
+               for alias in node.names} | {node.module.split(".")[0] for node in tree.body
+                                           if isinstance(node, ast.ImportFrom) and node.module}
+    assert not imports & {"bigvolume", "zarr", "numpy", "tensorstore", "BigVolumeLib"}

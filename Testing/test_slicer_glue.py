@@ -40,3 +40,16 @@ def test_python_dependencies_are_not_installed_at_import_time():
                for alias in node.names} | {node.module.split(".")[0] for node in tree.body
                                            if isinstance(node, ast.ImportFrom) and node.module}
     assert not imports & {"bigvolume", "zarr", "numpy", "tensorstore", "BigVolumeLib"}
+
+
+def test_every_module_resource_is_installed():
+    import re
+
+    cmake = open(os.path.join(ROOT, "BigVolume", "CMakeLists.txt")).read()
+    block = re.search(r"set\(MODULE_PYTHON_RESOURCES(.*?)\)", cmake, re.S).group(1)
+    listed = {line.strip().replace("${MODULE_NAME}", "BigVolume") for line in block.splitlines() if line.strip()}
+    resources = os.path.join(ROOT, "BigVolume", "Resources")
+    present = {os.path.relpath(os.path.join(d, f), os.path.join(ROOT, "BigVolume"))
+               for d, _, files in os.walk(resources) for f in files}
+    assert present <= listed, f"not installed with the module: {sorted(present - listed)}"
+    assert listed <= present, f"listed but missing: {sorted(listed - present)}"

@@ -15,7 +15,7 @@ import numpy as np
 import vtk
 from vtk.util import numpy_support
 
-from bigvolume.slice_compose import compose
+from bigvolume.slice_compose import Composition
 from bigvolume.slice_plan import plan_slice
 
 from .volume_nodes import set_ijk_to_ras
@@ -55,6 +55,7 @@ class SliceStreamer:
         self._image_data = vtk.vtkImageData()
         self.proxy.SetAndObserveImageData(self._image_data)
         self._buffer = None
+        self._composition = None  # what the current plan has painted so far
         self._shared = None  # the buffer VTK's scalars point into
         self._plan = None
         self._view_key = None
@@ -114,9 +115,15 @@ class SliceStreamer:
         state = (self._view_key, self.engine.generation)
         if state == self._composed:
             return False
-        self._buffer, self.complete = compose(self.image, self.engine.cache, self._plan, self._buffer)
-        self._push()
+        fresh = self._composition is None or self._composition.plan is not self._plan
+        if fresh:
+            self._composition = Composition(self.image, self._plan, self._buffer)
+        painted = self._composition.update(self.engine.cache)
         self._composed = state
+        if not (painted or fresh):
+            return False
+        self._buffer, self.complete = self._composition.out, self._composition.complete
+        self._push()
         return True
 
     def _push(self):

@@ -2,6 +2,9 @@
 
 Cheap by design (it runs on the main thread): chunk data is copied, or for
 coarser fill gathered with per-axis index maps; no decoding happens here.
+A `Composition` paints only the chunks that arrived since its last update, so
+a view that fills chunk by chunk costs the main thread each chunk once, not
+the whole view at every arrival.
 """
 
 import numpy as np
@@ -14,48 +17,94 @@ def _fill_value(image):
     return array.fill_value if array.fill_value is not None else 0
 
 
+class Composition:
+    """The proxy voxels of one plan, painted chunk by chunk as chunks reach the cache.
+
+    Painting goes coarse to fine. A coarser chunk arriving after finer ones were
+    painted would cover them, so then the whole view is painted again (rare:
+    the fetch engine serves coarse levels first).
+    """
+
+    def __init__(self, image, plan, out=None):
+        self.image, self.plan = image, plan
+        dtype = image.levels[0].dtype
+        if out is None or out.shape != plan.shape or out.dtype != dtype:
+            out = np.empty(plan.shape, dtype=dtype)
+        self.out = out
+        self._painted = set()  # (level, index) painted, or covered by a finer level painted whole
+        self._finest = None  # finest level painted so far
+        self._reset()
+        self.complete = plan.empty
+
+    def _reset(self):
+        self.out.fill(_fill_value(self.image))
+        self._painted.clear()
+        self._finest = None
+
+    def _arrived(self, cache):
+        """{level: [index, ...]} of the plan's chunks in the cache and not painted yet."""
+        arrived = {}
+        for level, indices in self.plan.chunks.items():
+            new = [index for index in indices
+                   if (level, index) not in self._painted and cache.peek((level, index)) is not None]
+            if new:
+                arrived[level] = new
+        return arrived
+
+    def update(self, cache):
+        """Paint what arrived since the last update; True if anything was painted."""
+        if self.plan.empty:
+            return False
+        arrived = self._arrived(cache)
+        if not arrived:
+            return False
+        if self._finest is not None and max(arrived) > self._finest:
+            self._reset()
+            arrived = self._arrived(cache)
+        # Levels coarser than the finest level that is there whole would be painted over entirely: skip them.
+        whole = [level for level in sorted(self.plan.chunks)
+                 if len(arrived.get(level, ())) + sum((level, i) in self._painted for i in self.plan.chunks[level])
+                 == len(self.plan.chunks[level])]
+        top = whole[0] if whole else max(self.plan.chunks)
+        fill = _paint_aligned if self.plan.kind == "aligned" else _paint_oblique
+        for level in sorted(arrived, reverse=True):
+            if level <= top:
+                chunks = [(index, cache.get((level, index))) for index in arrived[level]]
+                fill(self.image, self.plan, level, [(i, d) for i, d in chunks if d is not None], self.out)
+                self._finest = level if self._finest is None else min(self._finest, level)
+            self._painted.update((level, index) for index in arrived[level])
+        level = self.plan.level
+        self.complete = all((level, index) in self._painted for index in self.plan.chunks.get(level, ()))
+        return True
+
+
 def compose(image, cache, plan, out=None):
     """Return (array of plan.shape, complete): complete when every chunk of the plan's level was there."""
-    dtype = image.levels[0].dtype
-    if out is None or out.shape != plan.shape or out.dtype != dtype:
-        out = np.empty(plan.shape, dtype=dtype)
-    out.fill(_fill_value(image))
-    if plan.empty:
-        return out, True
-    fill = _compose_aligned_level if plan.kind == "aligned" else _compose_oblique_level
-    levels = sorted(plan.chunks)  # finest (the plan's level) first
-    whole = [index for index in levels if all(cache.peek((index, c)) is not None for c in plan.chunks[index])]
-    complete = plan.level in whole
-    # Coarse first, finer on top, starting at the finest level that covers the whole view: what is
-    # coarser than that would be painted over entirely.
-    start = whole[0] if whole else levels[-1]
-    for index in reversed([index for index in levels if index <= start]):
-        fill(image, cache, plan, index, out)
-    return out, complete
+    composition = Composition(image, plan, out)
+    composition.update(cache)
+    return composition.out, composition.complete
 
 
-def _axis_pieces(start, stop, chunk):
-    """For one axis of a box: (chunk index, slice into the box, slice into that chunk) of every chunk it crosses."""
-    pieces = []
-    for c in range(start // chunk, (stop - 1) // chunk + 1):
-        a, b = max(start, c * chunk), min(stop, (c + 1) * chunk)
-        pieces.append((c, slice(a - start, b - start), slice(a - c * chunk, b - c * chunk)))
-    return pieces
+def _overlap(box, cbox):
+    """(slices into the proxy box, slices into the chunk) where a chunk's box meets the proxy box, or None."""
+    into_out, into_chunk = [], []
+    for (a, b), (c0, c1) in zip(box, cbox):
+        lo, hi = max(a, c0), min(b, c1)
+        if lo >= hi:
+            return None
+        into_out.append(slice(lo - a, hi - a))
+        into_chunk.append(slice(lo - c0, hi - c0))
+    return tuple(into_out), tuple(into_chunk)
 
 
-def _compose_aligned_level(image, cache, plan, index, out):
+def _paint_aligned(image, plan, index, chunks, out):
     level = image.levels[index]
-    found = 0
-    if index == plan.level:  # same grid: plain copies, sliced per axis once
-        pz, py, px = [_axis_pieces(a, b, c) for (a, b), c in zip(plan.box, chunk_shape(level))]
-        for cz, oz, dz in pz:
-            for cy, oy, dy in py:
-                for cx, ox, dx in px:
-                    data = cache.get((index, (cz, cy, cx)))
-                    if data is not None:
-                        found += 1
-                        out[oz, oy, ox] = data[dz, dy, dx]
-        return found
+    if index == plan.level:  # same grid: plain copies
+        for idx, data in chunks:
+            overlap = _overlap(plan.box, chunk_box(level, idx))
+            if overlap is not None:
+                out[overlap[0]] = data[overlap[1]]
+        return
     # Coarser level: the proxy voxel centres, mapped exactly into this level, rounded to the nearest voxel.
     target = image.levels[plan.level]
     mapping = np.linalg.inv(level.ijk_to_ras) @ target.ijk_to_ras
@@ -64,36 +113,30 @@ def _compose_aligned_level(image, cache, plan, index, out):
         axis = 2 - axis_zyx
         positions = np.arange(a, b, dtype=float)
         maps.append(np.floor(mapping[axis, axis] * positions + mapping[axis, 3] + 0.5).astype(np.int64))
-    for idx in plan.chunks[index]:
-        data = cache.get((index, idx))
-        if data is None:
-            continue
-        found += 1
-        cbox = chunk_box(level, idx)
+    for idx, data in chunks:
         spans, local = [], []
-        for indices, (c0, c1) in zip(maps, cbox):
+        for indices, (c0, c1) in zip(maps, chunk_box(level, idx)):
             hit = np.nonzero((indices >= c0) & (indices < c1))[0]
             if not len(hit):
                 break
             spans.append(slice(hit[0], hit[-1] + 1))
             local.append(indices[hit[0]: hit[-1] + 1] - c0)
         else:
-            out[tuple(spans)] = data[np.ix_(*local)]
-    return found
+            # One axis at a time, the axis that shrinks the block most first: a plane of a coarse chunk is
+            # picked before it is stretched to the view, instead of gathering every voxel through three indices.
+            block = data
+            for axis in sorted(range(3), key=lambda a: len(local[a]) / data.shape[a]):
+                block = np.take(block, local[axis], axis=axis)
+            out[tuple(spans)] = block
 
 
-def _compose_oblique_level(image, cache, plan, index, out):
+def _paint_oblique(image, plan, index, chunks, out):
     level = image.levels[index]
     xy_to_ijk = np.linalg.inv(level.ijk_to_ras) @ plan.xy_to_ras
     ijk_to_xy = np.linalg.inv(xy_to_ijk)
     height, width = out.shape[1:]
-    found = 0
     offsets = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=float)
-    for idx in plan.chunks[index]:
-        data = cache.get((index, idx))
-        if data is None:
-            continue
-        found += 1
+    for idx, data in chunks:
         (z0, z1), (y0, y1), (x0, x1) = chunk_box(level, idx)
         start, stop = np.array([x0, y0, z0]) - 0.5, np.array([x1, y1, z1]) - 0.5
         corners = start + offsets * (stop - start)
@@ -107,4 +150,3 @@ def _compose_oblique_level(image, cache, plan, index, out):
         inside = ((ijk[0] >= x0) & (ijk[0] < x1) & (ijk[1] >= y0) & (ijk[1] < y1) & (ijk[2] >= z0) & (ijk[2] < z1))
         if inside.any():
             out[0, ys[inside], xs[inside]] = data[ijk[2][inside] - z0, ijk[1][inside] - y0, ijk[0][inside] - x0]
-    return found

@@ -2,6 +2,11 @@
 
 import numpy as np
 
+try:  # the chunk I/O engine loads with this module (about 15 ms), not between opening a store and its first frame
+    import tensorstore  # noqa: F401
+except ImportError:
+    pass
+
 from bigvolume.cache import ChunkCache
 from bigvolume.fetch import FetchEngine
 from bigvolume.geometry import ras_corners
@@ -9,6 +14,8 @@ from bigvolume.intensity import window_from_chunks
 from bigvolume.slice_plan import coarsest_level_requests
 
 from .slice_streamer import SliceStreamer
+
+_READ_NOW_MAX_CHUNKS = 8  # more than that is left to the fetch workers (a store written with a large top level)
 
 
 def fit_slice_to_image(slice_node, image):
@@ -69,7 +76,9 @@ class StreamingViews:
     def update(self):
         """Let every view catch up with its slice node and the chunks that arrived; True if any changed."""
         plans = [streamer.plan() for streamer in self.streamers.values()]
-        if self._prefetch_coarsest:  # after the views' first requests: zooming and scrolling never show a hole
+        if self._prefetch_coarsest:
+            self._read_coarsest_now(plans)
+            # After the views' first requests: zooming and scrolling never show a hole.
             self.engine.submit("open", coarsest_level_requests(self.image))
             self._prefetch_coarsest = False
         if self.window_level is None and not self._choose_window(plans):
@@ -78,6 +87,17 @@ class StreamingViews:
         for streamer in self.streamers.values():
             changed |= streamer.compose()
         return changed
+
+    def _read_coarsest_now(self, plans):
+        """Read the few coarsest-level chunks the views show here and now: the first frame and the window need them.
+
+        The default pyramid's top level is one chunk, so this is one read of a few
+        milliseconds, instead of a worker's wake-up, batch and hand-back.
+        """
+        coarsest = len(self.image.levels) - 1
+        indices = sorted({index for plan in plans for index in plan.chunks.get(coarsest, [])})
+        if 0 < len(indices) <= _READ_NOW_MAX_CHUNKS:
+            self.engine.fetch_now(coarsest, indices)
 
     def _choose_window(self, plans):
         """Window/level from the histogram of the coarsest-level chunks the views show first; then kept."""

@@ -57,6 +57,23 @@ class FetchEngine:
             self._wanted[view_id] = wanted
             self._condition.notify_all()
 
+    def fetch_now(self, level, indices, timeout=10.0):
+        """Read chunks of `level` in the calling thread, ahead of every queue (the few chunks a view needs at once).
+
+        Used on open for the coarsest level: one small read here beats waiting for
+        a worker to wake, take a batch and hand the result back.
+        """
+        wanted = [(level, index) for index in indices]
+        with self._condition:
+            keys = [key for key in wanted if key not in self._in_flight and self.cache.peek(key) is None]
+            self._in_flight.update(keys)
+        if keys:
+            self._serve(level, keys)
+        with self._condition:  # a worker may have taken some of them first: wait for those too
+            deadline = time.monotonic() + timeout
+            while any(key in self._in_flight for key in wanted) and time.monotonic() < deadline:
+                self._condition.wait(deadline - time.monotonic())
+
     def cancel(self, view_id):
         with self._condition:
             self._wanted.pop(view_id, None)

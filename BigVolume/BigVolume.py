@@ -472,6 +472,9 @@ class BigVolumeLogic(ScriptedLoadableModuleLogic):
         for callback in list(self.storeObservers):
             callback()
 
+    def getParameterNode(self):
+        return BigVolumeParameterNode(super().getParameterNode())
+
     # -- settings -------------------------------------------------------------
     @staticmethod
     def _settings():

@@ -53,3 +53,19 @@ def test_every_module_resource_is_installed():
                for d, _, files in os.walk(resources) for f in files}
     assert present <= listed, f"not installed with the module: {sorted(present - listed)}"
     assert listed <= present, f"listed but missing: {sorted(listed - present)}"
+
+
+def test_everything_the_panel_asks_of_the_logic_is_defined_by_the_logic():
+    # The widget relies on the logic's own methods (e.g. getParameterNode returning the wrapper, not the base
+    # class's raw node); a name the logic lacks would only fail inside Slicer.
+    tree = ast.parse(open(MODULE).read())
+    classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
+    used = {node.attr for node in ast.walk(classes["BigVolumeWidget"])
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
+            and node.value.attr == "logic" and isinstance(node.value.value, ast.Name) and node.value.value.id == "self"}
+    logic = classes["BigVolumeLogic"]
+    defined = {f.name for f in logic.body if isinstance(f, ast.FunctionDef)} | \
+              {t.id for stmt in logic.body if isinstance(stmt, ast.Assign) for t in stmt.targets if isinstance(t, ast.Name)}
+    defined |= {t.attr for node in ast.walk(logic) if isinstance(node, ast.Assign) for t in node.targets
+                if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self"}
+    assert "getParameterNode" in used and used <= defined, f"the logic lacks {sorted(used - defined)}"

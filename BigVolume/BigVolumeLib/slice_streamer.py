@@ -59,6 +59,7 @@ class SliceStreamer:
         self._shared = None  # the buffer VTK's scalars point into
         self._plan = None
         self._view_key = None
+        self._unsent = False  # the plan's requests are not with the fetch engine yet
         self._composed = None  # (view key, engine generation) last composed
         self._last_centre = None
         self.complete = False
@@ -88,9 +89,11 @@ class SliceStreamer:
         self.plan()
         return self.compose()
 
-    def plan(self):
-        """Re-plan (and re-submit to the fetch engine) if the slice node changed since the last plan."""
+    def plan(self, submit=True):
+        """Re-plan if the slice node changed since the last plan; `submit` sends new requests to the fetch engine."""
         if not (self._dirty or self._plan is None):
+            if submit:
+                self.submit()
             return self._plan
         xy_to_ras, dims = self._view_state()
         key = (xy_to_ras.round(9).tobytes(), dims)
@@ -101,9 +104,17 @@ class SliceStreamer:
             self._last_centre = centre
             self._view_key = key
             self.level = self._plan.level
-            self.engine.submit(self.view_id, self._plan.requests)
+            self._unsent = True
         self._dirty = False
+        if submit:
+            self.submit()
         return self._plan
+
+    def submit(self):
+        """Send the current plan's requests to the fetch engine, unless they were sent already."""
+        if self._unsent:
+            self.engine.submit(self.view_id, self._plan.requests)
+            self._unsent = False
 
     def set_window_level(self, window, level):
         display = self.proxy.GetScalarVolumeDisplayNode()

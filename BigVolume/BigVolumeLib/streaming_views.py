@@ -75,17 +75,22 @@ class StreamingViews:
 
     def update(self):
         """Let every view catch up with its slice node and the chunks that arrived; True if any changed."""
-        plans = [streamer.plan() for streamer in self.streamers.values()]
-        if self._prefetch_coarsest:
+        opening = self._prefetch_coarsest
+        # On open, the first frame is composed from the coarsest chunks before any request reaches the
+        # fetch workers: they would otherwise take the two cores from that frame for chunks it cannot use.
+        plans = [streamer.plan(submit=not opening) for streamer in self.streamers.values()]
+        if opening:
             self._read_coarsest_now(plans)
-            # After the views' first requests: zooming and scrolling never show a hole.
+        changed = False
+        if self.window_level is not None or self._choose_window(plans):
+            for streamer in self.streamers.values():
+                changed |= streamer.compose()
+        if opening:
+            for streamer in self.streamers.values():
+                streamer.submit()
+            # After the views' own requests: zooming and scrolling never show a hole.
             self.engine.submit("open", coarsest_level_requests(self.image))
             self._prefetch_coarsest = False
-        if self.window_level is None and not self._choose_window(plans):
-            return False  # nothing is shown before the display window is known
-        changed = False
-        for streamer in self.streamers.values():
-            changed |= streamer.compose()
         return changed
 
     def _read_coarsest_now(self, plans):

@@ -88,7 +88,8 @@ def test_open_streams_reports_status_and_close_frees_everything(store):
 
     engine = session.views.engine
     session.close()
-    assert _volume_nodes(views.scene) == [] and len(engine.cache) == 0
+    assert _volume_nodes(views.scene) == [] and len(engine.cache) == 0 and engine.cache.nbytes == 0
+    assert not any(thread.is_alive() for thread in engine._threads)  # the fetch threads have ended
     assert scene_state.load_reference(views.scene) is None
     assert session.status() == {"open": False} and session.status_text() == "No store open."
 

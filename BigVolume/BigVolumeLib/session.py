@@ -37,6 +37,7 @@ class BigVolumeSession:
         self.channel = 0
         self.time_point = 0
         self._opened_at = None
+        self._saved_window = None  # the display window last written to the scene's store reference
 
     # -- opening and closing ------------------------------------------------
     def open(self, location, channel=0, time_point=0, fit=True, window_level=None):

@@ -28,6 +28,8 @@ from .fetch import PREFETCH, VISIBLE
 from .levels import choose_level, pixel_size_mm
 
 _ALIGN_TOLERANCE = 1e-6
+FILL_COST = 8  # see fill_levels
+FILL_CHEAP = 4
 
 
 @dataclass
@@ -186,9 +188,28 @@ def _plan_oblique(image, level_index, xy_to_ras, width, height):
     return plan
 
 
+def fill_levels(image, plan):
+    """The coarser levels worth fetching to fill the view until its own level arrives.
+
+    Each coarser level of a slice costs about a quarter of the chunks of the next
+    finer one, and every chunk is decoded whole: fetching them all adds a third
+    to the reads before the view is complete. A coarser level is fetched only if
+    it costs at most 1/FILL_COST of the view's own chunks, or a handful of
+    chunks (FILL_CHEAP); the coarsest level always is (no view is ever empty).
+    Whatever coarser chunks are cached anyway still fill the view.
+    """
+    own = len(plan.chunks.get(plan.level, ()))
+    coarsest = len(image.levels) - 1
+    return [index for index, chunks in plan.chunks.items()
+            if index > plan.level and (index == coarsest or len(chunks) <= FILL_CHEAP or len(chunks) * FILL_COST <= own)]
+
+
 def _add_requests(image, plan, centre_xy, motion_ras):
     requests = []
+    fetched = {plan.level, *fill_levels(image, plan)}
     for index, indices in plan.chunks.items():
+        if index not in fetched:
+            continue
         level = image.levels[index]
         centre_ijk = (_ras_to_ijk(level) @ plan.xy_to_ras @ centre_xy)[:3]
         for idx, distance in zip(indices, _distance_priorities(level, indices, centre_ijk)):

@@ -10,7 +10,7 @@ from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.ScriptedLoadableModule import *
 from slicer.util import VTKObservationMixin
-from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
+from slicer.parameterNodeWrapper import Choice, Decimals, Minimum, WithinRange, parameterNodeWrapper
 
 from slicer import vtkMRMLMarkupsROINode
 
@@ -52,8 +52,10 @@ def onSceneEndImport(caller, event):
 
     if load_reference(slicer.mrmlScene) is None:
         return
-    with slicer.util.tryWithErrorDisplay(_("BigVolume could not reopen the store this scene refers to."), waitCursor=True):
+    message = _("BigVolume could not reopen the store this scene refers to.")
+    with slicer.util.tryWithErrorDisplay(message):
         ensurePythonDependencies()
+    with slicer.util.tryWithErrorDisplay(message, waitCursor=True):
         slicer.util.getModuleLogic("BigVolume").restoreFromScene()
 
 
@@ -69,7 +71,7 @@ def registerSampleData():
     import SampleData
 
     iconsPath = os.path.join(os.path.dirname(__file__), "Resources", "Icons")
-    if hasattr(SampleData.SampleDataLogic, "registerCustomSampleDataCategory"):  # Slicer 5.9+
+    if hasattr(SampleData.SampleDataLogic, "registerCustomSampleDataCategory"):  # Slicer 5.12+
         SampleData.SampleDataLogic.registerCustomSampleDataCategory("BigVolume", title=_("BigVolume"))
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
         category="BigVolume",
@@ -78,12 +80,24 @@ def registerSampleData():
         uris=[],
         fileNames=[],
         nodeNames=[],
-        customDownloader=lambda source: loadSampleRockCore(),
+        # Only the Sample Data panel's button calls this; scripts call BigVolume.loadSampleRockCore().
+        customDownloader=lambda source: onSampleDataButton(),
     )
+
+
+def onSampleDataButton():
+    with slicer.util.tryWithErrorDisplay(_("BigVolume could not generate or open the sample.")):
+        loadSampleRockCore()
+
+
+_sampleBeingWritten = False
 
 
 def loadSampleRockCore(shape=None):
     """Write the synthetic rock-core pyramid into Slicer's cache folder if it is not there, then stream it."""
+    global _sampleBeingWritten
+    if _sampleBeingWritten:  # the progress dialog processes events: a second click must not start another write
+        return None
     ensurePythonDependencies()
     from bigvolume.sample import SAMPLE_SHAPE, sample_store
 
@@ -95,9 +109,16 @@ def loadSampleRockCore(shape=None):
         progress.value = int(100 * done / total) if total else 100
         slicer.app.processEvents()
 
+    from bigvolume.errors import WriteCancelled
+
+    _sampleBeingWritten = True
     try:
-        path = sample_store(folder, shape=shape or SAMPLE_SHAPE, progress=onProgress)
+        # Cancelling removes what this write created; the next click starts afresh.
+        path = sample_store(folder, shape=shape or SAMPLE_SHAPE, progress=onProgress, cancel=lambda: progress.wasCanceled)
+    except WriteCancelled:
+        return None
     finally:
+        _sampleBeingWritten = False
         progress.close()
     return slicer.util.getModuleLogic("BigVolume").open(path)
 
@@ -119,14 +140,16 @@ class BigVolumeFileReader:
         return "BigVolumeOMEZarr"
 
     def extensions(self):
-        return [_("OME-Zarr image") + " (*zarr.json)", _("OME-Zarr image") + " (*.zattrs)",
-                _("OME-Zarr image") + " (*.zgroup)"]
+        return [_("OME-Zarr image") + " (*zarr.json *.zattrs *.zgroup)"]
 
     def canLoadFileConfidence(self, filePath):
+        # Slicer asks about every file it considers (all files of a dropped folder): answer cheaply.
+        if os.path.basename(filePath) not in ("zarr.json", ".zattrs", ".zgroup"):
+            return 0.0
         try:
             from bigvolume.locate import image_root
-        except ImportError:  # packages not installed yet: judge by the name; load() asks to install them
-            return 0.6 if os.path.basename(filePath) in ("zarr.json", ".zattrs", ".zgroup") else 0.0
+        except ImportError:  # cannot happen unless the module's files are incomplete: locate needs no package
+            return 0.0
         # Above the generic JSON readers (about 0.55): this is the root of a multiscale image.
         return 0.7 if image_root(filePath) else 0.0
 
@@ -139,10 +162,53 @@ class BigVolumeFileReader:
             logic = slicer.util.getModuleLogic("BigVolume")
             logic.open(root)
         except Exception as error:
-            logging.error(_("BigVolume could not open {path}: {error}").format(path=properties["fileName"], error=error))
+            message = _("BigVolume could not open {path}: {error}").format(path=properties["fileName"], error=error)
+            logging.error(message)
+            self.parent.userMessages().AddMessage(vtk.vtkCommand.ErrorEvent, message)  # shown by Add Data
             return False
         self.parent.loadedNodes = logic.proxyNodeIDs()
         return True
+
+
+#
+# Drag-and-drop of an OME-Zarr image folder (Slicer registers <moduleName>FileDialog): the generic Add Data
+# dialog would list every chunk file of the store, so a dropped image folder is opened directly.
+#
+
+
+class BigVolumeFileDialog:
+    def __init__(self, qSlicerFileDialog):
+        self.qSlicerFileDialog = qSlicerFileDialog
+        qSlicerFileDialog.fileType = "BigVolumeOMEZarrFolder"
+        qSlicerFileDialog.description = _("Open OME-Zarr image with BigVolume")
+        qSlicerFileDialog.action = slicer.qSlicerFileDialog.Read
+        self.imageRoots = []
+
+    def execDialog(self):
+        """Not used: a drop opens the image directly."""
+        return False
+
+    def isMimeDataAccepted(self):
+        self.imageRoots = self.droppedImageRoots(self.qSlicerFileDialog.mimeData())
+        self.qSlicerFileDialog.acceptMimeData(len(self.imageRoots) > 0)
+
+    @staticmethod
+    def droppedImageRoots(mimeData):
+        from bigvolume.locate import image_root
+
+        if not mimeData.hasFormat("text/uri-list"):
+            return []
+        roots = [image_root(url.toLocalFile()) for url in mimeData.urls() if url.isLocalFile()]
+        return [root for root in roots if root]
+
+    def dropEvent(self):
+        roots, self.imageRoots = self.imageRoots, []
+        if not roots:
+            return
+        with slicer.util.tryWithErrorDisplay(_("BigVolume could not open the dropped image.")):
+            ensurePythonDependencies()
+        with slicer.util.tryWithErrorDisplay(_("BigVolume could not open the dropped image."), waitCursor=True):
+            slicer.util.getModuleLogic("BigVolume").open(roots[0])  # one image streams at a time
 
 
 #
@@ -197,13 +263,13 @@ class BigVolumeParameterNode:
     storePath: Path
     storeUrl: str = ""
     roi: vtkMRMLMarkupsROINode
-    exportLevel: int = 0
+    exportLevel: Annotated[int, Minimum(0)] = 0
     convertInput: Path
     convertOutput: Path
     overrideSpacing: bool = False
-    spacingX: float = 1.0
-    spacingY: float = 1.0
-    spacingZ: float = 1.0
+    spacingX: Annotated[float, WithinRange(0.0001, 1e6), Decimals(4)] = 1.0
+    spacingY: Annotated[float, WithinRange(0.0001, 1e6), Decimals(4)] = 1.0
+    spacingZ: Annotated[float, WithinRange(0.0001, 1e6), Decimals(4)] = 1.0
     spacingUnit: Annotated[str, Choice(["micrometer", "millimeter", "nanometer"])] = "micrometer"
     openWhenConverted: bool = True
 
@@ -258,8 +324,8 @@ class BigVolumeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.inputPathLineEdit.connect("currentPathChanged(QString)", self.onConvertInputChanged)
         self.ui.convertButton.connect("clicked(bool)", self.onConvertButton)
         self.ui.cancelConvertButton.connect("clicked(bool)", self.onCancelConvertButton)
-        self.ui.budgetSpinBox.connect("editingFinished()", self.onBudgetChanged)
-        self.ui.workersSpinBox.connect("editingFinished()", self.onWorkersChanged)
+        self.ui.budgetSpinBox.connect("valueChanged(int)", self.onBudgetChanged)
+        self.ui.workersSpinBox.connect("valueChanged(int)", self.onWorkersChanged)
 
         self._statusTimer = qt.QTimer()
         self._statusTimer.setInterval(self.statusIntervalMs)
@@ -268,6 +334,7 @@ class BigVolumeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._conversionTimer.setInterval(self.conversionPollMs)
         self._conversionTimer.connect("timeout()", self.updateConversion)
 
+        self._proposedOutput = None  # the output last proposed from the input (replaced when the input changes)
         self.initializeParameterNode()
         self.onStoreChanged()
 
@@ -293,7 +360,7 @@ class BigVolumeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event) -> None:
         self.setParameterNode(None)
-        self.logic.stopStreaming()  # the scene removes the streamed volumes
+        self.logic.close()  # the scene removes the streamed volumes; the panel shows no store
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
@@ -310,21 +377,26 @@ class BigVolumeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanExport)
+            self._updateLevelRange()  # connecting sets the spin box's range from the parameter's annotation
             self._checkCanExport()
 
     # -- store ------------------------------------------------------------
     def onOpenButton(self) -> None:
-        location = self._parameterNode.storeUrl.strip() or str(self._parameterNode.storePath)
-        with slicer.util.tryWithErrorDisplay(_("Failed to open the store."), waitCursor=True):
-            ensurePythonDependencies()
-            self.logic.open(location)
+        location = self._parameterNode.storeUrl.strip() or pathOrEmpty(self._parameterNode.storePath)
+        if not location:
+            slicer.util.errorDisplay(_("Choose the folder of an OME-Zarr image, or type its URL."))
+            return
+        self._open(location)
 
     def onRecentStore(self, index) -> None:
         location = self.ui.recentComboBox.itemData(index)
-        if not location:
-            return
+        if location:
+            self._open(location)
+
+    def _open(self, location) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Failed to open the store.")):
+            ensurePythonDependencies()  # may ask the user: not under a wait cursor
         with slicer.util.tryWithErrorDisplay(_("Failed to open the store."), waitCursor=True):
-            ensurePythonDependencies()
             self.logic.open(location)
 
     def onCloseButton(self) -> None:
@@ -348,7 +420,7 @@ class BigVolumeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             spinBox.value = current if isOpen else 0
             spinBox.enabled = count > 1
             spinBox.blockSignals(wasBlocking)
-        self.ui.exportLevelSpinBox.maximum = self.logic.levelCount() - 1 if isOpen else 0
+        self._updateLevelRange()
         self.updateRecentStores()
         self.updateStatus()
         self._checkCanExport()
@@ -363,8 +435,14 @@ class BigVolumeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         combo.blockSignals(wasBlocking)
 
     def updateStatus(self) -> None:
-        self.ui.statusText.plainText = self.logic.statusText()
+        text = self.logic.statusText()
+        if text != self.ui.statusText.plainText:  # unchanged text keeps the user's selection and scroll
+            self.ui.statusText.plainText = text
         self._checkCanExport()
+
+    def _updateLevelRange(self) -> None:
+        self.ui.exportLevelSpinBox.minimum = 0
+        self.ui.exportLevelSpinBox.maximum = self.logic.levelCount() - 1 if self.logic.isOpen() else 0
 
     # -- export -----------------------------------------------------------
     def _checkCanExport(self, caller=None, event=None) -> None:
@@ -391,20 +469,31 @@ class BigVolumeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         import qt
 
         folder = qt.QFileDialog.getExistingDirectory(
-            self.parent, _("Folder of TIFF slices or DICOM files"), str(self._parameterNode.convertInput or ""))
+            self.parent, _("Folder of TIFF slices or DICOM files"), pathOrEmpty(self._parameterNode.convertInput))
         if folder:
             self._parameterNode.convertInput = Path(folder)
 
     def onConvertInputChanged(self, path) -> None:
-        if path and str(self._parameterNode.convertOutput) in ("", "."):  # no output chosen yet
-            self._parameterNode.convertOutput = Path(self.logic.proposedOutput(path))
+        # The path changes with every key typed: propose an output only for an input that exists, and
+        # replace only an output that is empty or was proposed before (never one the user chose).
+        if not pathOrEmpty(path) or not os.path.exists(path):
+            return
+        output = pathOrEmpty(self._parameterNode.convertOutput)
+        if not output or output == self._proposedOutput:
+            self._proposedOutput = self.logic.proposedOutput(path)
+            self._parameterNode.convertOutput = Path(self._proposedOutput)
 
     def onConvertButton(self) -> None:
         p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay(_("Failed to start the conversion."), waitCursor=True):
+        inputPath, outputPath = pathOrEmpty(p.convertInput), pathOrEmpty(p.convertOutput)
+        if not inputPath or not outputPath:
+            slicer.util.errorDisplay(_("Choose what to convert and the OME-Zarr image to write."))
+            return
+        with slicer.util.tryWithErrorDisplay(_("Failed to start the conversion.")):
             ensurePythonDependencies()
+        with slicer.util.tryWithErrorDisplay(_("Failed to start the conversion."), waitCursor=True):
             spacing = (p.spacingX, p.spacingY, p.spacingZ) if p.overrideSpacing else None
-            self._conversion = self.logic.convert(str(p.convertInput), str(p.convertOutput), spacing=spacing,
+            self._conversion = self.logic.convert(inputPath, outputPath, spacing=spacing,
                                                   unit=p.spacingUnit if p.overrideSpacing else None)
             self.ui.convertButton.enabled = False
             self.ui.cancelConvertButton.enabled = True
@@ -433,12 +522,18 @@ class BigVolumeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                      detailedText="\n".join(state.log))
 
     # -- settings ---------------------------------------------------------
-    def onBudgetChanged(self) -> None:
-        self.logic.setBudget(self.ui.budgetSpinBox.value * 1024**2)
+    def onBudgetChanged(self, megabytes) -> None:
+        self.logic.setBudget(megabytes * 1024**2)
 
-    def onWorkersChanged(self) -> None:
-        if self.ui.workersSpinBox.value != self.logic.workers:
-            self.logic.setWorkers(self.ui.workersSpinBox.value)
+    def onWorkersChanged(self, workers) -> None:
+        if workers != self.logic.workers:
+            self.logic.setWorkers(workers)
+
+
+def pathOrEmpty(path) -> str:
+    """The path as text, or "" when unset (a parameter node's Path defaults to '.')."""
+    text = str(path or "").strip()
+    return "" if text in ("", ".") else text
 
 
 #
@@ -614,21 +709,22 @@ class BigVolumeLogic(ScriptedLoadableModuleLogic):
 
     def planExport(self, roiNode, level: int):
         """What exporting would load (shape, bytes, whether it fits): an ROI, or the whole level if roiNode is None."""
+        if not 0 <= level < self.levelCount():
+            raise ValueError(_("Level {level} does not exist: the store has levels 0 to {last}.").format(
+                level=level, last=self.levelCount() - 1))
         if roiNode is None:
             return self.session.plan_level(level)
         return self.session.plan_roi(roiNode, level)
 
     def export(self, roiNode, level: int, name=None):
         """Load the voxels of `level` inside a Markups ROI (or the whole level) into a new volume node."""
-        if roiNode is None:
-            return self.session.export_level(level, name=name)
-        return self.session.export_roi(roiNode, level, name=name)
+        return self.session.export_plan(self.planExport(roiNode, level), name=name)
 
     # -- conversion ---------------------------------------------------------------
     @staticmethod
     def proposedOutput(inputPath) -> str:
         """`scans/core_A` -> `scans/core_A.ome.zarr`, beside the input."""
-        from bigvolume.convert import output_name
+        from bigvolume.naming import output_name
 
         return os.path.join(os.path.dirname(os.path.normpath(str(inputPath))), output_name(str(inputPath)))
 
@@ -659,6 +755,12 @@ class BigVolumeTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
+        import importlib.util
+
+        # In testing mode Slicer's packaging helpers do not install anything: the packages must be there.
+        missing = [name for name in ("zarr", "tensorstore", "tifffile") if importlib.util.find_spec(name) is None]
+        if missing:
+            self.skipTest(f"BigVolume's Python packages are not installed ({', '.join(missing)}); open the module once")
         for test in (self.test_OpenStreamAndExport, self.test_Panel, self.test_ReaderPlugin,
                      self.test_SceneSaveAndRestore, self.test_SampleData, self.test_ConvertInBackground):
             self.setUp()
@@ -777,15 +879,14 @@ class BigVolumeTest(ScriptedLoadableModuleTest):
         import tifffile
 
         self.delayDisplay("Converting a TIFF stack in the background")
-        folder = tempfile.mkdtemp()
+        folder = os.path.join(tempfile.mkdtemp(), "slices")
+        os.mkdir(folder)
         for z in range(40):
             tifffile.imwrite(os.path.join(folder, f"slice_{z:03d}.tif"), np.full((64, 80), z, dtype=np.uint16))
         logic = slicer.util.getModuleLogic("BigVolume")
-        output = logic.proposedOutput(folder)
+        output = logic.proposedOutput(folder)  # beside the slices, in the test's own folder
         conversion = logic.convert(folder, output, spacing=(0.5, 0.5, 2.0), unit="micrometer")
-        while not conversion.poll().finished:
-            slicer.app.processEvents()
-        state = conversion.poll()
+        state = conversion.wait(timeout=120)
         self.assertTrue(state.ok, state.error)
         image = logic.open(output)
         self.assertEqual(image.levels[0].volume_shape, (40, 64, 80))

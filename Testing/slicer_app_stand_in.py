@@ -66,7 +66,8 @@ def load_module(monkeypatch, scene, cache_path):
     i18n.translate = lambda context, text: text
     wrapper = types.ModuleType("slicer.parameterNodeWrapper")
     wrapper.parameterNodeWrapper = lambda cls: cls
-    wrapper.Choice = lambda choices: choices
+    for validator in ("Choice", "Decimals", "Minimum", "WithinRange"):
+        setattr(wrapper, validator, lambda *args: args)
     qt = types.ModuleType("qt")
     qt.QSettings, qt.QTimer = Settings, Timer
     qt.Qt = types.SimpleNamespace(WaitCursor=None)
@@ -81,6 +82,7 @@ def load_module(monkeypatch, scene, cache_path):
 
     class ProgressDialog:
         value = 0
+        wasCanceled = False
 
         def close(self):
             pass

@@ -106,7 +106,9 @@ def test_reader_plugin_claims_only_image_roots_and_opens_them(monkeypatch, tmp_p
     bigvolume.write_pyramid(SyntheticRockCore((32, 48, 48), seed=1), path, coarsest=16, chunks=(16, 16, 16), workers=1)
     views = _scene()
     module, logic = load_module(monkeypatch, views.scene, tmp_path / "cache")
-    parent = type("Parent", (), {"loadedNodes": []})()
+    messages = []
+    user_messages = type("Messages", (), {"AddMessage": lambda self, event, text: messages.append(text)})()
+    parent = type("Parent", (), {"loadedNodes": [], "userMessages": lambda self: user_messages})()
     reader = module.BigVolumeFileReader(parent)
     assert reader.fileType() == "BigVolumeOMEZarr"
     assert reader.canLoadFileConfidence(str(path / "zarr.json")) > 0.55  # above the generic JSON readers
@@ -117,6 +119,41 @@ def test_reader_plugin_claims_only_image_roots_and_opens_them(monkeypatch, tmp_p
     assert parent.loadedNodes == logic.proxyNodeIDs() and len(parent.loadedNodes) == 3
     assert not reader.load({"fileName": str(tmp_path / "missing" / "zarr.json")})
     assert logic.isOpen()  # a failed load leaves the open store streaming
+    assert len(messages) == 1 and "missing/zarr.json: no such file" in messages[0]  # Add Data shows why
+    logic.close()
+
+
+def test_dropping_an_image_folder_opens_it(monkeypatch, tmp_path):
+    QtCore = pytest.importorskip("PySide6.QtCore")
+    path = tmp_path / "core.ome.zarr"
+    bigvolume.write_pyramid(SyntheticRockCore((32, 48, 48), seed=1), path, coarsest=16, chunks=(16, 16, 16), workers=1)
+    views = _scene()
+    module, logic = load_module(monkeypatch, views.scene, tmp_path / "cache")
+
+    class SlicerFileDialog:  # what qSlicerScriptedFileDialog gives the Python class
+        Read = 0
+
+        def __init__(self, urls):
+            self.data = QtCore.QMimeData()
+            self.data.setUrls([QtCore.QUrl.fromLocalFile(str(u)) for u in urls])
+            self.accepted = None
+
+        def mimeData(self):
+            return self.data
+
+        def acceptMimeData(self, accept):
+            self.accepted = accept
+
+    import slicer
+    monkeypatch.setattr(slicer, "qSlicerFileDialog", SlicerFileDialog, raising=False)
+    for urls, accepted in (([path], True), ([path / "zarr.json"], True), ([tmp_path], False),
+                           ([path / "0"], False), ([tmp_path / "notes.txt", path], True)):
+        host = SlicerFileDialog(urls)
+        dialog = module.BigVolumeFileDialog(host)
+        dialog.isMimeDataAccepted()
+        assert host.accepted is accepted, urls
+    dialog.dropEvent()
+    assert logic.isOpen() and os.path.samefile(logic.image.location, path)
     logic.close()
 
 

@@ -22,6 +22,28 @@ def test_file_reader_has_what_qslicerscriptedfilereader_calls():
     assert methods & {"canLoadFile", "canLoadFileConfidence"}
 
 
+def test_file_dialog_has_what_qslicerscriptedfiledialog_calls():
+    # qSlicerScriptedLoadableModule registers <module>FileDialog; drops call isMimeDataAccepted and dropEvent.
+    assert {"__init__", "execDialog", "isMimeDataAccepted", "dropEvent"} <= _classes(MODULE)["BigVolumeFileDialog"]
+
+
+def test_the_module_needs_no_package_before_the_user_agrees_to_install_them():
+    # Settings, file reader checks and output names run before ensurePythonDependencies(): with zarr,
+    # tensorstore and tifffile missing they must still import (Slicer bundles numpy).
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "for name in ('zarr', 'tensorstore', 'tifffile', 'numcodecs'): sys.modules[name] = None\n"
+            "import bigvolume.cache, bigvolume.locate, bigvolume.naming, bigvolume.errors\n"
+            "bigvolume.cache.default_budget_bytes(); bigvolume.naming.output_name('/a/b.tif')\n"
+            "try:\n    bigvolume.open_image\nexcept ImportError:\n    print('lazy')\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": os.path.join(ROOT, "BigVolume")})
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "lazy"  # the zarr-backed parts load on first use, not at package import
+
+
 def test_module_has_the_scripted_module_classes():
     classes = _classes(MODULE)
     for suffix in ("", "Widget", "Logic", "Test"):

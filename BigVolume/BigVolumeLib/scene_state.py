@@ -20,8 +20,7 @@ def reference_node(scene, create=False):
         node.UnRegister(None)  # the scene holds the only reference
         node.SetName("BigVolume store")
         node.SetSingletonTag(REFERENCE_TAG)
-        node.SetHideFromEditors(True)
-        node.SetAttribute("ModuleName", "BigVolume")
+        node.SetHideFromEditors(True)  # no ModuleName attribute: it is not the module's parameter node
         node = scene.AddNode(node)
     return node
 

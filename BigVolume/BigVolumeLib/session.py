@@ -152,13 +152,14 @@ class BigVolumeSession:
 
     def export_roi(self, roi_node, level, name=None, limit_bytes=None):
         """The voxels of `level` inside a Markups ROI as a new volume node (RegionTooLarge if they would not fit)."""
-        return self._export(self.plan_roi(roi_node, level, limit_bytes), name)
+        return self.export_plan(self.plan_roi(roi_node, level, limit_bytes), name)
 
     def export_level(self, level, name=None, limit_bytes=None):
         """A whole level as a new volume node (RegionTooLarge if it would not fit)."""
-        return self._export(self.plan_level(level, limit_bytes), name)
+        return self.export_plan(self.plan_level(level, limit_bytes), name)
 
-    def _export(self, plan, name):
+    def export_plan(self, plan, name=None):
+        """Load a planned region (plan_roi, plan_level) as a new volume node shown like the streamed views."""
         node = region_export.export_plan(self.scene, self.image, plan, name=name)
         node.CreateDefaultDisplayNodes()
         window = self.views.window_level if self.views else None

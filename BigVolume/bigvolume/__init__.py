@@ -7,10 +7,23 @@ Slicer Python console, notebooks and the `bigvolume` command line.
 from .errors import (BigVolumeError, CorruptChunkError, IncompleteStoreError, InputError, MetadataError, StoreError,
                      WriteCancelled)
 from .geometry import VolumeGeometry
-from .multiscale import Level, MultiscaleImage, open_image
-from .pyramid import write_pyramid
 
 __version__ = "0.1.0"
+
+# Imported on first use: they need zarr, which a Slicer module must be able to do without until the user
+# agrees to install it (the module's file reader, settings and naming use zarr-free parts of the package).
+_LAZY = {"Level": ".multiscale", "MultiscaleImage": ".multiscale", "open_image": ".multiscale",
+         "write_pyramid": ".pyramid"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "BigVolumeError",

@@ -20,10 +20,8 @@ from .cascade import WriteCancelled
 from .errors import BigVolumeError, InputError
 from .execution import prestart
 from .ingest import open_source
+from .naming import output_name
 from .pyramid import DEFAULT_CHUNKS, DEFAULT_SHARD_CHUNKS, write_pyramid
-
-_STRIP = (".ome.zarr", ".zarr", ".ome.tiff", ".ome.tif", ".nii.gz", ".tiff", ".tif", ".btf", ".nrrd", ".nhdr",
-          ".mha", ".mhd", ".nii", ".raw", ".bin", ".dat", ".vol", ".dcm", ".hdr", ".img")
 
 
 @dataclass
@@ -41,19 +39,6 @@ class ConversionResult:
     @property
     def ok(self):
         return self.status in ("converted", "already complete")
-
-
-def output_name(input_path):
-    """`scan_01.tif` -> `scan_01.ome.zarr`; a folder `core_A/` -> `core_A.ome.zarr`."""
-    name = os.path.basename(os.path.normpath(input_path)) or "volume"
-    if any(c in name for c in "*?["):
-        name = os.path.basename(os.path.dirname(os.path.normpath(input_path))) or "volume"
-    lower = name.lower()
-    for suffix in _STRIP:
-        if lower.endswith(suffix) and len(name) > len(suffix):
-            name = name[: -len(suffix)]
-            break
-    return name + ".ome.zarr"
 
 
 def store_bytes(path):

@@ -6,6 +6,7 @@ the least recently used chunks go first. Thread-safe: fetch workers insert,
 the main thread reads.
 """
 
+import ctypes
 import threading
 from collections import OrderedDict
 
@@ -23,15 +24,39 @@ def default_budget_bytes():
         return DEFAULT_BUDGET_BYTES
 
 
+def _malloc_trim():
+    try:
+        return ctypes.CDLL(None).malloc_trim  # glibc
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
+def release_freed_memory():
+    """Give memory freed by evicted chunks back to the system, where the C library keeps it otherwise.
+
+    glibc keeps freed chunk-sized blocks in its heaps (one per thread that
+    allocated them) for reuse, so resident memory would stay at its high-water
+    mark above the budget. A no-op elsewhere, and about a millisecond when
+    there is little to give back (ctypes releases the GIL meanwhile).
+    """
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
 class ChunkCache:
     def __init__(self, budget_bytes=None):
         self.budget_bytes = int(budget_bytes if budget_bytes is not None else default_budget_bytes())
         self._items = OrderedDict()
         self._bytes = 0
+        self._reserved = 0  # bytes of chunks being read, counted against the budget before they arrive
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
         self.evictions = 0
+        self.evicted_bytes = 0
 
     def get(self, key):
         with self._lock:
@@ -62,23 +87,37 @@ class ChunkCache:
                 return
             self._items[key] = value
             self._bytes += size
-            while self._bytes > self.budget_bytes:
-                _, evicted = self._items.popitem(last=False)
-                self._bytes -= evicted.nbytes
-                self.evictions += 1
+            self._evict(0)
+
+    def _evict(self, room):
+        """Drop least recently used chunks until `room` more bytes (and what is reserved) fit (lock held)."""
+        while self._items and self._bytes + self._reserved + room > self.budget_bytes:
+            _, evicted = self._items.popitem(last=False)
+            self._bytes -= evicted.nbytes
+            self.evictions += 1
+            self.evicted_bytes += evicted.nbytes
+
+    def reserve(self, nbytes):
+        """Make room for chunks about to be read, so that cached and in-flight chunks together keep to the budget."""
+        with self._lock:
+            self._evict(nbytes)
+            self._reserved += nbytes
+
+    def release(self, nbytes):
+        """The reserved chunks arrived (or failed); call before putting them."""
+        with self._lock:
+            self._reserved = max(0, self._reserved - nbytes)
 
     def set_budget(self, budget_bytes):
         with self._lock:
             self.budget_bytes = int(budget_bytes)
-            while self._bytes > self.budget_bytes and self._items:
-                _, evicted = self._items.popitem(last=False)
-                self._bytes -= evicted.nbytes
-                self.evictions += 1
+            self._evict(0)
 
     def clear(self):
         with self._lock:
             self._items.clear()
             self._bytes = 0
+        release_freed_memory()
 
     @property
     def nbytes(self):

@@ -20,10 +20,13 @@ the same chunks forever (the view asks again when it moves).
 import threading
 import time
 
-from .cache import ChunkCache
-from .chunk_io import default_reader
+import numpy as np
+
+from .cache import ChunkCache, release_freed_memory
+from .chunk_io import chunk_shape, default_reader
 
 VISIBLE, PREFETCH = 0, 1
+_TRIM_EVERY_BYTES = 16 * 1024**2  # give freed chunks back to the system after this much was evicted
 
 
 class FetchEngine:
@@ -41,6 +44,7 @@ class FetchEngine:
         self.chunks_read = 0
         self.bytes_read = 0
         self.seconds_reading = 0.0
+        self._trimmed_at = 0  # cache.evicted_bytes at the last release_freed_memory()
         self._threads = [threading.Thread(target=self._work, name=f"bigvolume-fetch-{i}", daemon=True)
                          for i in range(workers)]
         for thread in self._threads:
@@ -147,22 +151,32 @@ class FetchEngine:
 
     def _serve(self, level, keys):
         start = time.perf_counter()
+        lvl = self.image.levels[level]
+        reserved = len(keys) * int(np.prod(chunk_shape(lvl))) * lvl.dtype.itemsize
+        self.cache.reserve(reserved)
         try:
             chunks = self.reader.read_chunks(level, [index for _, index in keys])
         except Exception as error:  # a corrupt chunk must not stop the other views
             chunks = {}
             with self._condition:
                 self.errors.extend((key, error) for key in keys)
+        finally:
+            self.cache.release(reserved)
         elapsed = time.perf_counter() - start
+        count, nbytes = len(chunks), sum(data.nbytes for data in chunks.values())
         for index, data in chunks.items():
             self.cache.put((level, index), data)
+        chunks = data = None  # the batch lives on in the cache only
+        if self.cache.evicted_bytes - self._trimmed_at >= _TRIM_EVERY_BYTES:
+            self._trimmed_at = self.cache.evicted_bytes
+            release_freed_memory()
         with self._condition:
             self._in_flight.difference_update(keys)
             for wanted in self._wanted.values():
                 for key in keys:
                     wanted.pop(key, None)
-            self.chunks_read += len(chunks)
-            self.bytes_read += sum(data.nbytes for data in chunks.values())
+            self.chunks_read += count
+            self.bytes_read += nbytes
             self.seconds_reading += elapsed
             self.generation += 1
             self._condition.notify_all()

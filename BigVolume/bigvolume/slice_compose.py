@@ -33,6 +33,7 @@ class Composition:
         self.out = out
         self._painted = set()  # (level, index) painted, or covered by a finer level painted whole
         self._finest = None  # finest level painted so far
+        self._looked = False
         self._reset()
         self.complete = plan.empty
 
@@ -42,11 +43,17 @@ class Composition:
         self._finest = None
 
     def _arrived(self, cache):
-        """{level: [index, ...]} of the plan's chunks in the cache and not painted yet."""
+        """{level: [index, ...]} of the plan's chunks in the cache and not painted yet.
+
+        The first look at a plan counts cache hits and misses (what the view found
+        when it moved); later looks only peek for arrivals.
+        """
+        look = cache.peek if self._looked else cache.get
+        self._looked = True
         arrived = {}
         for level, indices in self.plan.chunks.items():
             new = [index for index in indices
-                   if (level, index) not in self._painted and cache.peek((level, index)) is not None]
+                   if (level, index) not in self._painted and look((level, index)) is not None]
             if new:
                 arrived[level] = new
         return arrived

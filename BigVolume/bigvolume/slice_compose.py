@@ -131,10 +131,12 @@ def _paint_aligned(image, plan, index, chunks, out):
         else:
             # One axis at a time, the axis that shrinks the block most first: a plane of a coarse chunk is
             # picked before it is stretched to the view, instead of gathering every voxel through three indices.
+            # The last step writes straight into the proxy: no temporary as large as the view.
+            order = sorted(range(3), key=lambda a: len(local[a]) / data.shape[a])
             block = data
-            for axis in sorted(range(3), key=lambda a: len(local[a]) / data.shape[a]):
+            for axis in order[:-1]:
                 block = np.take(block, local[axis], axis=axis)
-            out[tuple(spans)] = block
+            np.take(block, local[order[-1]], axis=order[-1], out=out[tuple(spans)], mode="clip")
 
 
 def _paint_oblique(image, plan, index, chunks, out):

@@ -31,7 +31,7 @@ class Composition:
         if out is None or out.shape != plan.shape or out.dtype != dtype:
             out = np.empty(plan.shape, dtype=dtype)
         self.out = out
-        self._painted = set()  # (level, index) painted, or covered by a finer level painted whole
+        self._painted = set()  # (level, index) painted
         self._finest = None  # finest level painted so far
         self._looked = False
         self._reset()
@@ -40,48 +40,48 @@ class Composition:
     def _reset(self):
         self.out.fill(_fill_value(self.image))
         self._painted.clear()
+        self._counts = dict.fromkeys(self.plan.chunks, 0)  # chunks painted, per level
         self._finest = None
 
     def _arrived(self, cache):
-        """{level: [index, ...]} of the plan's chunks in the cache and not painted yet.
+        """({level: [(index, data), ...]} of chunks in the cache and not painted yet, finest whole level or None).
 
-        The first look at a plan counts cache hits and misses (what the view found
-        when it moved); later looks only peek for arrivals.
+        Levels are scanned finest first and the scan stops at the first level
+        that is there whole: coarser ones would only be painted over. The first
+        scan of a plan counts cache hits and misses (what the view found when it
+        moved); later ones only peek for arrivals.
         """
         look = cache.peek if self._looked else cache.get
         self._looked = True
         arrived = {}
-        for level, indices in self.plan.chunks.items():
-            new = [index for index in indices
-                   if (level, index) not in self._painted and look((level, index)) is not None]
+        for level in sorted(self.plan.chunks):
+            indices = self.plan.chunks[level]
+            new = [(index, look((level, index))) for index in indices if (level, index) not in self._painted]
+            new = [(index, data) for index, data in new if data is not None]
             if new:
                 arrived[level] = new
-        return arrived
+            if self._counts[level] + len(new) == len(indices):
+                return arrived, level
+        return arrived, None
 
     def update(self, cache):
         """Paint what arrived since the last update; True if anything was painted."""
         if self.plan.empty:
             return False
-        arrived = self._arrived(cache)
+        arrived, _ = self._arrived(cache)
         if not arrived:
             return False
         if self._finest is not None and max(arrived) > self._finest:
             self._reset()
-            arrived = self._arrived(cache)
-        # Levels coarser than the finest level that is there whole would be painted over entirely: skip them.
-        whole = [level for level in sorted(self.plan.chunks)
-                 if len(arrived.get(level, ())) + sum((level, i) in self._painted for i in self.plan.chunks[level])
-                 == len(self.plan.chunks[level])]
-        top = whole[0] if whole else max(self.plan.chunks)
+            arrived, _ = self._arrived(cache)
         fill = _paint_aligned if self.plan.kind == "aligned" else _paint_oblique
         for level in sorted(arrived, reverse=True):
-            if level <= top:
-                chunks = [(index, cache.get((level, index))) for index in arrived[level]]
-                fill(self.image, self.plan, level, [(i, d) for i, d in chunks if d is not None], self.out)
-                self._finest = level if self._finest is None else min(self._finest, level)
-            self._painted.update((level, index) for index in arrived[level])
+            fill(self.image, self.plan, level, arrived[level], self.out)
+            self._painted.update((level, index) for index, _ in arrived[level])
+            self._counts[level] += len(arrived[level])
+            self._finest = level if self._finest is None else min(self._finest, level)
         level = self.plan.level
-        self.complete = all((level, index) in self._painted for index in self.plan.chunks.get(level, ()))
+        self.complete = self._counts.get(level, 0) == len(self.plan.chunks.get(level, ()))
         return True
 
 
@@ -92,25 +92,26 @@ def compose(image, cache, plan, out=None):
     return composition.out, composition.complete
 
 
-def _overlap(box, cbox):
-    """(slices into the proxy box, slices into the chunk) where a chunk's box meets the proxy box, or None."""
-    into_out, into_chunk = [], []
-    for (a, b), (c0, c1) in zip(box, cbox):
-        lo, hi = max(a, c0), min(b, c1)
-        if lo >= hi:
-            return None
-        into_out.append(slice(lo - a, hi - a))
-        into_chunk.append(slice(lo - c0, hi - c0))
-    return tuple(into_out), tuple(into_chunk)
+def _axis_pieces(start, stop, chunk):
+    """For one axis of a box: (chunk index, slice into the box, slice into that chunk) of every chunk it crosses."""
+    pieces = []
+    for c in range(start // chunk, (stop - 1) // chunk + 1):
+        a, b = max(start, c * chunk), min(stop, (c + 1) * chunk)
+        pieces.append((c, slice(a - start, b - start), slice(a - c * chunk, b - c * chunk)))
+    return pieces
 
 
 def _paint_aligned(image, plan, index, chunks, out):
     level = image.levels[index]
-    if index == plan.level:  # same grid: plain copies
+    if index == plan.level:  # same grid: plain copies, sliced per axis once
+        pieces = [{c: (into_out, into_chunk) for c, into_out, into_chunk in _axis_pieces(a, b, size)}
+                  for (a, b), size in zip(plan.box, chunk_shape(level))]
         for idx, data in chunks:
-            overlap = _overlap(plan.box, chunk_box(level, idx))
-            if overlap is not None:
-                out[overlap[0]] = data[overlap[1]]
+            try:
+                (oz, dz), (oy, dy), (ox, dx) = [axis[c] for axis, c in zip(pieces, idx)]
+            except KeyError:  # outside the proxy box
+                continue
+            out[oz, oy, ox] = data[dz, dy, dx]
         return
     # Coarser level: the proxy voxel centres, mapped exactly into this level, rounded to the nearest voxel.
     target = image.levels[plan.level]

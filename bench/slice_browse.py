@@ -231,6 +231,9 @@ def _slicer_in_memory_fps(image, red):
     node.SetFieldOfView(*red.GetFieldOfView())
     node.UpdateMatrices()
     offset = node.GetSliceOffset()
+    from bigvolume.cache import release_freed_memory
+
+    release_freed_memory()  # so that the render's buffers show as new memory, not as reuse of freed memory
     before = rss_mb()
     scene.render("Red")
     render_buffers_mb = rss_mb() - before  # what Slicer's slice pipeline holds for one 1024 x 1024 view

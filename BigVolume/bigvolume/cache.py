@@ -110,8 +110,11 @@ class ChunkCache:
 
     def set_budget(self, budget_bytes):
         with self._lock:
+            shrinking = int(budget_bytes) < self.budget_bytes
             self.budget_bytes = int(budget_bytes)
             self._evict(0)
+        if shrinking:
+            release_freed_memory()
 
     def clear(self):
         with self._lock:

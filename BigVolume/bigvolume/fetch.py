@@ -15,6 +15,10 @@ A submission is served once: a chunk read for it leaves the wanted set, so a
 cache smaller than the views' working set cannot make the engine re-read
 the same chunks forever (the view asks again when it moves).
 `generation` counts arrivals, so a view knows when to compose again.
+
+Memory: a batch's room is reserved in the cache before it is read, so cached
+and in-flight chunks together keep to the budget, and the memory of evicted
+chunks is handed back to the system as it accumulates (glibc would keep it).
 """
 
 import threading

@@ -16,7 +16,9 @@ a volume node. Two kinds of view:
 
 Coarser levels fill whatever the chosen level has not delivered yet, mapped
 through the levels' exact IJK->RAS matrices, so nothing jumps by half a voxel
-when the fine data arrives.
+when the fine data arrives. Only the cheap ones are fetched for that
+(fill_levels): the coarsest always, the next finer ones when they cost a
+small fraction of the view's own chunks.
 """
 
 from dataclasses import dataclass, field

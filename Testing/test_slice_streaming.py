@@ -253,6 +253,29 @@ def test_streaming_can_use_another_layer(pyramid):
         StreamingViews(scene.scene, pyramid[0], layer="overlay")
 
 
+def test_a_view_showing_another_volume_in_the_layer_fetches_nothing_until_shown_again(pyramid):
+    scene, nodes, reference, streaming = _setup(pyramid, views=("Red", "Yellow"))
+    _settle(streaming)
+    red = streaming.streamers[nodes["Red"].GetID()]
+    composite = scene.composite("Red")
+    composite.SetBackgroundVolumeID(reference.GetID())  # the user picks their own volume for the Red view
+    streaming.update()
+    assert not red.shown and red.view_id not in streaming.engine._wanted
+    read = streaming.engine.chunks_read
+    nodes["Red"].GetSliceToRAS().SetElement(2, 3, nodes["Red"].GetSliceToRAS().GetElement(2, 3) + 20.0)
+    nodes["Red"].UpdateMatrices()  # scrolling the hidden view
+    _settle(streaming)
+    assert streaming.engine.chunks_read == read  # nothing fetched for a view that does not show the stream
+    assert composite.GetBackgroundVolumeID() == reference.GetID()  # and the user's choice is kept
+
+    composite.SetBackgroundVolumeID(red.proxy.GetID())  # shown again: it catches up with where the view is
+    _settle(streaming)
+    assert red.shown and red.complete and streaming.engine.chunks_read > read
+    streamed, expected = _compare(scene, "Red", streaming, reference)
+    np.testing.assert_array_equal(streamed, expected)
+    streaming.close()
+
+
 def test_cache_stays_within_its_budget_while_browsing(pyramid):
     image, _ = pyramid
     scene = SliceScene()

@@ -66,15 +66,25 @@ class SliceStreamer:
         self.level = None
         self._observer = slice_node.AddObserver(vtk.vtkCommand.ModifiedEvent, self._on_slice_modified)
         self._dirty = True
+        self._composite = composite_node_of(scene, slice_node)
+        if self._composite is None:
+            raise RuntimeError(f"slice view {slice_node.GetName()} has no slice composite node")
         self._show_in_layer()
+        self._composite_observer = self._composite.AddObserver(vtk.vtkCommand.ModifiedEvent, self._on_slice_modified)
 
     def _show_in_layer(self):
-        composite = composite_node_of(self.scene, self.slice_node)
-        if composite is None:
-            raise RuntimeError(f"slice view {self.slice_node.GetName()} has no slice composite node")
-        setter = {"background": composite.SetBackgroundVolumeID, "foreground": composite.SetForegroundVolumeID,
-                  "label": composite.SetLabelVolumeID}[self.layer]
+        setter = {"background": self._composite.SetBackgroundVolumeID,
+                  "foreground": self._composite.SetForegroundVolumeID,
+                  "label": self._composite.SetLabelVolumeID}[self.layer]
         setter(self.proxy.GetID())
+
+    @property
+    def shown(self):
+        """False while the user shows another volume in the streamer's layer of this view: it then fetches nothing."""
+        getter = {"background": self._composite.GetBackgroundVolumeID,
+                  "foreground": self._composite.GetForegroundVolumeID,
+                  "label": self._composite.GetLabelVolumeID}[self.layer]
+        return getter() == self.proxy.GetID()
 
     def _on_slice_modified(self, caller, event):
         self._dirty = True
@@ -91,6 +101,12 @@ class SliceStreamer:
 
     def plan(self, submit=True):
         """Re-plan if the slice node changed since the last plan; `submit` sends new requests to the fetch engine."""
+        if self._plan is not None and not self.shown:  # hidden by the user: withdraw the view's requests
+            if not self._unsent:
+                self.engine.cancel(self.view_id)
+                self._unsent = True  # sent again when the proxy is shown again
+            self._dirty = True
+            return self._plan
         if not (self._dirty or self._plan is None):
             if submit:
                 self.submit()
@@ -124,7 +140,7 @@ class SliceStreamer:
     def compose(self):
         """Compose what has arrived into the proxy, if the view or the cache changed since last time."""
         state = (self._view_key, self.engine.generation)
-        if state == self._composed:
+        if state == self._composed or not self.shown:
             return False
         fresh = self._composition is None or self._composition.plan is not self._plan
         if fresh:
@@ -159,5 +175,6 @@ class SliceStreamer:
     def close(self):
         self.engine.cancel(self.view_id)
         self.slice_node.RemoveObserver(self._observer)
+        self._composite.RemoveObserver(self._composite_observer)
         if self.proxy.GetScene() is not None:
             self.scene.RemoveNode(self.proxy)

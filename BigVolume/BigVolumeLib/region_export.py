@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from bigvolume.region import plan_region, whole_volume_ras
+from bigvolume.region import plan_region
 
 from .volume_nodes import read_region_into_volume_node
 
@@ -26,7 +26,8 @@ def plan_roi(image, roi_node, level, limit_bytes=None):
 
 
 def plan_whole_level(image, level, limit_bytes=None):
-    return plan_region(image, level, *whole_volume_ras(image), limit_bytes=limit_bytes)
+    """What exporting a whole level would load (the RAS box of level 0's outer voxel faces)."""
+    return plan_region(image, level, *image.bounds_ras(0, edges=True), limit_bytes=limit_bytes)
 
 
 def export_plan(scene, image, plan, name=None):
@@ -36,7 +37,3 @@ def export_plan(scene, image, plan, name=None):
     return read_region_into_volume_node(scene, image, plan.level, plan.box,
                                         name=name or f"{image.name or 'BigVolume'} level {plan.level} region")
 
-
-def export_roi(scene, image, roi_node, level, name=None, limit_bytes=None):
-    """Load the voxels of `level` inside `roi_node` into a new scalar volume node (refused when too large)."""
-    return export_plan(scene, image, plan_roi(image, roi_node, level, limit_bytes), name=name)

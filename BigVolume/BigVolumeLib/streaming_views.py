@@ -9,7 +9,6 @@ except ImportError:
 
 from bigvolume.cache import ChunkCache
 from bigvolume.fetch import FetchEngine
-from bigvolume.geometry import ras_corners
 from bigvolume.intensity import window_from_chunks
 from bigvolume.slice_plan import coarsest_level_requests
 
@@ -21,8 +20,7 @@ _READ_NOW_MAX_CHUNKS = 8  # more than that is left to the fetch workers (a store
 def fit_slice_to_image(slice_node, image):
     """Centre a slice view on the image and fit its field of view to the whole volume (keeping the orientation)."""
     level = image.levels[0]
-    corners = ras_corners(level.ijk_to_ras, level.volume_shape, edges=True)  # voxel faces, as Slicer fits
-    lo, hi = corners.min(axis=0), corners.max(axis=0)
+    lo, hi = image.bounds_ras(0, edges=True)  # voxel faces, as Slicer fits
     voxel = np.asarray(level.voxel_size_mm)
     centre = (lo + hi) / 2.0
     slice_to_ras = slice_node.GetSliceToRAS()

@@ -261,9 +261,9 @@ class MultiscaleImage:
     def dtype(self):
         return self.levels[0].dtype
 
-    def bounds_ras(self, level=0):
-        """(min, max) RAS corners of the volume's voxel-centre bounding box."""
-        corners = ras_corners(self.levels[level].ijk_to_ras, self.levels[level].volume_shape)
+    def bounds_ras(self, level=0, edges=False):
+        """(min, max) RAS corners of the volume's voxel-centre bounding box (with `edges`, of its outer voxel faces)."""
+        corners = ras_corners(self.levels[level].ijk_to_ras, self.levels[level].volume_shape, edges=edges)
         return corners.min(axis=0), corners.max(axis=0)
 
     def physical_size_mm(self):

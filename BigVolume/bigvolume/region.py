@@ -108,11 +108,3 @@ def plan_region(image, level, ras_min, ras_max, limit_bytes=None):
     return RegionPlan(level=level, box=box, nbytes=nbytes, limit_bytes=limit,
                       finest_fitting_level=min(fitting) if fitting else None)
 
-
-def whole_volume_ras(image):
-    """(min, max) RAS corners of the whole volume (voxel faces of level 0), for exporting a whole level."""
-    from .geometry import ras_corners
-
-    lvl = image.levels[0]
-    corners = ras_corners(lvl.ijk_to_ras, lvl.volume_shape, edges=True)
-    return corners.min(axis=0), corners.max(axis=0)

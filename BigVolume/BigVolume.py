@@ -143,13 +143,10 @@ class BigVolumeFileReader:
         return [_("OME-Zarr image") + " (*zarr.json *.zattrs *.zgroup)"]
 
     def canLoadFileConfidence(self, filePath):
-        # Slicer asks about every file it considers (all files of a dropped folder): answer cheaply.
-        if os.path.basename(filePath) not in ("zarr.json", ".zattrs", ".zgroup"):
-            return 0.0
-        try:
-            from bigvolume.locate import image_root
-        except ImportError:  # cannot happen unless the module's files are incomplete: locate needs no package
-            return 0.0
+        # Slicer asks about every file it considers (all files of a dropped folder): image_root answers from
+        # the file name for anything but root metadata, and needs none of the packages installed on first use.
+        from bigvolume.locate import image_root
+
         # Above the generic JSON readers (about 0.55): this is the root of a multiscale image.
         return 0.7 if image_root(filePath) else 0.0
 

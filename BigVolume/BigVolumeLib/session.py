@@ -243,7 +243,7 @@ def remember_recent(recent, location, limit=10):
 
 def describe_conversion(state):
     """One line for the panel: progress, rate and ETA while running; the outcome when finished."""
-    from bigvolume.progress import _clock
+    from bigvolume.progress import clock
 
     if state.status == "starting":
         return "Starting..."
@@ -251,11 +251,11 @@ def describe_conversion(state):
         text = f"{100 * state.fraction:.0f}%"
         if state.mb_per_s:
             text += f", {state.mb_per_s:,.0f} MB/s"
-        text += f", {_clock(state.elapsed_seconds)} elapsed"
-        return text + (f", ETA {_clock(state.eta_seconds)}" if state.eta_seconds is not None else "")
+        text += f", {clock(state.elapsed_seconds)} elapsed"
+        return text + (f", ETA {clock(state.eta_seconds)}" if state.eta_seconds is not None else "")
     if state.status in ("converted", "already complete"):
         verb = "Converted" if state.status == "converted" else "Already complete"
-        return f"{verb}: {state.output} ({state.output_bytes / 1e6:,.0f} MB) in {_clock(state.elapsed_seconds)}"
+        return f"{verb}: {state.output} ({state.output_bytes / 1e6:,.0f} MB) in {clock(state.elapsed_seconds)}"
     if state.status == "cancelled":
         return "Cancelled" + (f": {state.error}" if state.error else "; nothing was left behind.")
     return f"Failed: {state.error}"

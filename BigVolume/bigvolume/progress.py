@@ -4,7 +4,8 @@ import sys
 import time
 
 
-def _clock(seconds):
+def clock(seconds):
+    """Seconds as m:ss, or h:mm:ss from an hour on."""
     seconds = int(round(seconds))
     hours, rest = divmod(seconds, 3600)
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
@@ -48,7 +49,7 @@ class ProgressBar:
             text += f" {done * self.unit_bytes / 1e6:,.0f}/{total * self.unit_bytes / 1e6:,.0f} MB"
             if rate is not None:
                 text += f" {rate * self.unit_bytes / 1e6:,.0f} MB/s"
-        text += f" {_clock(elapsed)} elapsed, ETA {_clock(eta) if eta is not None else '?'}"
+        text += f" {clock(elapsed)} elapsed, ETA {clock(eta) if eta is not None else '?'}"
         return text
 
     def __call__(self, done, total):

@@ -13,16 +13,15 @@ def _percentiles(values, percentiles):
     """numpy.percentile's default (linear) estimate from one sort; np.percentile's first call costs
     an import of numpy.ma (about 15 ms) on the path from opening a store to its first frame."""
     last = len(values) - 1
-    positions = [p / 100.0 * last for p in percentiles]
-    ranks = sorted({r for position in positions for r in (int(np.floor(position)), min(int(np.floor(position)) + 1, last))})
-    ordered = np.partition(values, ranks)  # only the ranks needed are put in place
-    out = []
-    for position in positions:
+    neighbours = []  # (rank below, rank above, fraction of the way) of each percentile
+    for p in percentiles:
+        position = p / 100.0 * last
         below = int(np.floor(position))
-        above = min(below + 1, last)
-        fraction = position - below
-        out.append(float(ordered[below]) * (1.0 - fraction) + float(ordered[above]) * fraction)
-    return out
+        neighbours.append((below, min(below + 1, last), position - below))
+    ranks = sorted({r for below, above, _ in neighbours for r in (below, above)})
+    ordered = np.partition(values, ranks)  # only the ranks needed are put in place
+    return [float(ordered[below]) * (1.0 - fraction) + float(ordered[above]) * fraction
+            for below, above, fraction in neighbours]
 
 
 def window_from_samples(voxels, low_percentile=0.5, high_percentile=99.5):

@@ -173,7 +173,7 @@ def _watch_stdin_for_cancel(cancel):
 def _cmd_convert(args):
     import threading
 
-    from .convert import convert, convert_batch, summary_table
+    from .convert import summary_table
     from .progress import ProgressBar
 
     *inputs, output = args.paths
@@ -217,15 +217,7 @@ def _cmd_convert(args):
             print(f"  {result.status}: {result.error}", file=out)
 
     options.update(progress=progress, on_open=on_open)
-    if batch:
-        results = convert_batch(inputs, output, on_start=on_start, on_done=on_done, cancel=cancel, **options)
-    else:
-        on_start(0, 1, inputs[0], output)
-        try:
-            results = [convert(inputs[0], output, cancel=cancel, **options)]
-        except KeyboardInterrupt:
-            raise
-        on_done(results[0])
+    results = _run_conversions(inputs, output, batch, options, cancel, on_start, on_done)
     print(file=out)
     print(summary_table(results), file=out)
     return 0 if all(r.ok for r in results) else 1
@@ -233,11 +225,6 @@ def _cmd_convert(args):
 
 def _convert_json(args, inputs, output, batch, options, cancel):
     """`convert --progress-format json`: events on stdout, "cancel" (or the end of a piped stdin) cancels."""
-    import time
-
-    from .convert import ConversionResult, convert, convert_batch
-    from .errors import WriteCancelled
-
     events = _JsonEvents(sys.stdout, cancel)
     current = {}
 
@@ -255,19 +242,28 @@ def _convert_json(args, inputs, output, batch, options, cancel):
 
     _watch_stdin_for_cancel(cancel)
     options.update(progress=events.progress, on_open=on_open)
-    if batch:
-        results = convert_batch(inputs, output, on_start=on_start, on_done=on_done, cancel=cancel, **options)
-    else:
-        on_start(0, 1, inputs[0], output)
-        start = time.perf_counter()
-        try:
-            result = convert(inputs[0], output, cancel=cancel, **options)
-        except WriteCancelled as error:
-            result = ConversionResult(inputs[0], output, status="cancelled", error=str(error),
-                                      seconds=time.perf_counter() - start)
-        on_done(result)
-        results = [result]
+    results = _run_conversions(inputs, output, batch, options, cancel, on_start, on_done)
     return 0 if all(r.ok for r in results) else 1
+
+
+def _run_conversions(inputs, output, batch, options, cancel, on_start, on_done):
+    """One input into the image OUTPUT, or a batch into the folder OUTPUT; a ConversionResult for each."""
+    import time
+
+    from .convert import ConversionResult, convert, convert_batch
+    from .errors import WriteCancelled
+
+    if batch:
+        return convert_batch(inputs, output, on_start=on_start, on_done=on_done, cancel=cancel, **options)
+    on_start(0, 1, inputs[0], output)
+    start = time.perf_counter()
+    try:
+        result = convert(inputs[0], output, cancel=cancel, **options)
+    except WriteCancelled as error:  # as convert_batch reports it
+        result = ConversionResult(inputs[0], output, status="cancelled", error=str(error),
+                                  seconds=time.perf_counter() - start)
+    on_done(result)
+    return [result]
 
 
 def _cmd_validate(args):

@@ -44,7 +44,7 @@ class Composition:
         self._finest = None
 
     def _arrived(self, cache):
-        """({level: [(index, data), ...]} of chunks in the cache and not painted yet, finest whole level or None).
+        """{level: [(index, data), ...]} of the plan's chunks in the cache and not painted yet.
 
         Levels are scanned finest first and the scan stops at the first level
         that is there whole: coarser ones would only be painted over. The first
@@ -61,19 +61,19 @@ class Composition:
             if new:
                 arrived[level] = new
             if self._counts[level] + len(new) == len(indices):
-                return arrived, level
-        return arrived, None
+                break
+        return arrived
 
     def update(self, cache):
         """Paint what arrived since the last update; True if anything was painted."""
         if self.plan.empty:
             return False
-        arrived, _ = self._arrived(cache)
+        arrived = self._arrived(cache)
         if not arrived:
             return False
         if self._finest is not None and max(arrived) > self._finest:
             self._reset()
-            arrived, _ = self._arrived(cache)
+            arrived = self._arrived(cache)
         fill = _paint_aligned if self.plan.kind == "aligned" else _paint_oblique
         for level in sorted(arrived, reverse=True):
             fill(self.image, self.plan, level, arrived[level], self.out)
@@ -83,13 +83,6 @@ class Composition:
         level = self.plan.level
         self.complete = self._counts.get(level, 0) == len(self.plan.chunks.get(level, ()))
         return True
-
-
-def compose(image, cache, plan, out=None):
-    """Return (array of plan.shape, complete): complete when every chunk of the plan's level was there."""
-    composition = Composition(image, plan, out)
-    composition.update(cache)
-    return composition.out, composition.complete
 
 
 def _axis_pieces(start, stop, chunk):

@@ -89,6 +89,11 @@ def test_logic_open_select_settings_export_and_close(monkeypatch, tmp_path):
     assert logic.workers == 1 and logic.budgetBytes == 256 * 1024**2
     assert len(logic.session.views.engine._threads) == 1
 
+    for level in (-1, logic.levelCount()):  # -1 would silently be the coarsest level through list indexing
+        with pytest.raises(ValueError, match=f"Level {level} does not exist: the store has levels 0 to"):
+            logic.planExport(None, level)
+        with pytest.raises(ValueError, match="does not exist"):
+            logic.export(None, level)
     whole = logic.planExport(None, 1)
     assert whole.fits and whole.box == ((0, 32), (0, 48), (0, 48))
     volume = logic.export(None, 1)
@@ -176,3 +181,23 @@ def test_scene_import_reopens_the_store_and_sample_data_generates_the_core(monke
     module.onSceneEndImport(reloaded.scene, None)  # what the module's observer of EndImportEvent runs
     assert logic.isOpen() and logic.image.location == image.location
     logic.close()
+
+
+def test_cancelling_the_sample_write_leaves_nothing_and_opens_nothing(monkeypatch, tmp_path):
+    import slicer
+
+    views = _scene()
+    module, logic = load_module(monkeypatch, views.scene, tmp_path / "cache")
+
+    class CancelledDialog:
+        value = 0
+        wasCanceled = True  # the user pressed Cancel in the progress dialog
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(slicer.util, "createProgressDialog", lambda **kwargs: CancelledDialog())
+    assert module.loadSampleRockCore(shape=(128, 64, 64)) is None
+    assert not logic.isOpen()
+    folder = tmp_path / "cache" / "BigVolume"
+    assert not folder.exists() or list(folder.iterdir()) == []  # the cancelled write removed what it created

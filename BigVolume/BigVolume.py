@@ -99,7 +99,7 @@ def loadSampleRockCore(shape=None):
     if _sampleBeingWritten:  # the progress dialog processes events: a second click must not start another write
         return None
     ensurePythonDependencies()
-    from bigvolume.sample import SAMPLE_SHAPE, sample_store
+    from bigvolume.tools.sample import SAMPLE_SHAPE, sample_store
 
     folder = os.path.join(slicer.app.cachePath, "BigVolume")
     progress = slicer.util.createProgressDialog(
@@ -145,7 +145,7 @@ class BigVolumeFileReader:
     def canLoadFileConfidence(self, filePath):
         # Slicer asks about every file it considers (all files of a dropped folder): image_root answers from
         # the file name for anything but root metadata, and needs none of the packages installed on first use.
-        from bigvolume.locate import image_root
+        from bigvolume.store.locate import image_root
 
         # Above the generic JSON readers (about 0.55): this is the root of a multiscale image.
         return 0.7 if image_root(filePath) else 0.0
@@ -153,7 +153,7 @@ class BigVolumeFileReader:
     def load(self, properties):
         try:
             ensurePythonDependencies()
-            from bigvolume.locate import image_root
+            from bigvolume.store.locate import image_root
 
             root = image_root(properties["fileName"]) or properties["fileName"]
             logic = slicer.util.getModuleLogic("BigVolume")
@@ -191,7 +191,7 @@ class BigVolumeFileDialog:
 
     @staticmethod
     def droppedImageRoots(mimeData):
-        from bigvolume.locate import image_root
+        from bigvolume.store.locate import image_root
 
         if not mimeData.hasFormat("text/uri-list"):
             return []
@@ -576,7 +576,7 @@ class BigVolumeLogic(ScriptedLoadableModuleLogic):
 
     @property
     def budgetBytes(self) -> int:
-        from bigvolume.cache import default_budget_bytes
+        from bigvolume.streaming.cache import default_budget_bytes
 
         value = self._settings().value(f"{self.settingsGroup}/CacheBudgetMB")
         return int(value) * 1024**2 if value else default_budget_bytes()
@@ -721,13 +721,13 @@ class BigVolumeLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def proposedOutput(inputPath) -> str:
         """`scans/core_A` -> `scans/core_A.ome.zarr`, beside the input."""
-        from bigvolume.naming import output_name
+        from bigvolume.tools.naming import output_name
 
         return os.path.join(os.path.dirname(os.path.normpath(str(inputPath))), output_name(str(inputPath)))
 
     def convert(self, inputPath, outputPath, spacing=None, unit=None, **options):
         """Convert in a child process (Slicer stays responsive); returns a BackgroundConversion to poll or cancel."""
-        from bigvolume.background import BackgroundConversion
+        from bigvolume.tools.background import BackgroundConversion
 
         conversion = BackgroundConversion(inputPath, outputPath, spacing=spacing, unit=unit, **options)
         conversion.start()
@@ -767,7 +767,7 @@ class BigVolumeTest(ScriptedLoadableModuleTest):
         import tempfile
 
         import bigvolume
-        from bigvolume.synthetic import SyntheticRockCore
+        from bigvolume.tools.synthetic import SyntheticRockCore
 
         path = os.path.join(tempfile.mkdtemp(), "core.ome.zarr")
         bigvolume.write_pyramid(SyntheticRockCore(shape, seed=4), path, coarsest=32, workers=1)

@@ -5,7 +5,7 @@
 Writes the demo's synthetic rock core (640 x 512 x 512, seed 0) as a pyramid
 in a temporary folder, unless --store names an existing one, streams it into
 offscreen axial, sagittal and coronal slice views exactly as `bigvolume demo`
-does (BigVolumeLib.demo_views), and composes:
+does (BigVolumeLib.offscreen.demo), and composes:
 
 - Resources/Screenshots/1.png: the three views fitted to the volume,
 - Resources/Screenshots/2.png: the same views zoomed in 4x on the centre,
@@ -31,8 +31,8 @@ sys.path.insert(0, os.path.join(ROOT, "BigVolume"))
 import slicer  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from bigvolume.demo import run_demo  # noqa: E402
-from BigVolumeLib.demo_views import VIEWS, render_demo_views  # noqa: E402
+from bigvolume.tools.demo import run_demo  # noqa: E402
+from BigVolumeLib.offscreen.demo import VIEWS, render_demo_views  # noqa: E402
 
 SHAPE = (640, 512, 512)  # the default demo
 VIEW_SIZE = (360, 360)  # each of the three views in a screenshot: 1088 x 366 pixels

@@ -16,9 +16,9 @@ import pytest
 import tifffile
 
 import bigvolume
-from bigvolume.background import STATUSES, BackgroundConversion, ConversionState
+from bigvolume.tools.background import STATUSES, BackgroundConversion, ConversionState
 from bigvolume.errors import IncompleteStoreError
-from bigvolume.progress import rate_and_eta
+from bigvolume.tools.progress import rate_and_eta
 
 SHAPE = (80, 96, 96)
 TIMEOUT = 120  # seconds; only a safety net against a hung child, never reached when the test passes
@@ -50,7 +50,7 @@ def child_hook(tmp_path, body):
 
 # The first slab's cancel check waits until the cancel has arrived: the write cannot finish first.
 HELD_UNTIL_CANCELLED = """
-    import bigvolume.pyramid as pyramid
+    import bigvolume.writing.pyramid as pyramid
 
     _should_stop = pyramid._should_stop
 
@@ -68,7 +68,7 @@ HELD_UNTIL_CANCELLED = """
 # The child never gets past its first slab, cancel or not.
 IGNORES_CANCEL = """
     import time
-    import bigvolume.pyramid as pyramid
+    import bigvolume.writing.pyramid as pyramid
 
     def stuck(cancel):
         return lambda: time.sleep(600)
@@ -77,7 +77,7 @@ IGNORES_CANCEL = """
 """
 
 CRASHES = """
-    import bigvolume.pyramid as pyramid
+    import bigvolume.writing.pyramid as pyramid
 
     def crash(cancel):
         def check():

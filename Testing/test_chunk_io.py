@@ -5,9 +5,9 @@ import pytest
 
 import bigvolume
 from bigvolume import CorruptChunkError
-from bigvolume.cache import ChunkCache
-from bigvolume.chunk_io import DirectChunkReader, TensorstoreReader, ZarrChunkReader, chunk_grid_shape, default_reader
-from bigvolume.fetch import VISIBLE, FetchEngine
+from bigvolume.streaming.cache import ChunkCache
+from bigvolume.streaming.chunk_io import DirectChunkReader, TensorstoreReader, ZarrChunkReader, chunk_grid_shape, default_reader
+from bigvolume.streaming.engine import VISIBLE, FetchEngine
 
 
 def _all_chunks(level):

@@ -7,7 +7,7 @@ import pytest
 
 import bigvolume
 from bigvolume import VolumeGeometry
-from bigvolume.cli import main
+from bigvolume.tools.cli import main
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import pytest
 import tifffile
 
 import bigvolume
-from bigvolume.synthetic import SyntheticRockCore
-from BigVolumeLib.offscreen_views import SliceScene
+from bigvolume.tools.synthetic import SyntheticRockCore
+from BigVolumeLib.offscreen.views import SliceScene
 from conftest import ROOT
 from slicer_app_stand_in import Settings, load_module
 

@@ -5,8 +5,8 @@ import pytest
 import tifffile
 
 import bigvolume
-from bigvolume.cli import main
-from bigvolume.convert import convert, convert_batch, output_name, summary_table
+from bigvolume.tools.cli import main
+from bigvolume.tools.convert import convert, convert_batch, output_name, summary_table
 from bigvolume.errors import InputError, StoreError
 
 

@@ -14,12 +14,12 @@ import pytest
 
 import bigvolume
 from bigvolume import IncompleteStoreError, StoreError, VolumeGeometry
-from bigvolume import shardio
-from bigvolume.downsample import halve_planes_z, mode_halve, plan_levels, smooth_halve, to_dtype
+from bigvolume.writing import shardio
+from bigvolume.writing.downsample import halve_planes_z, mode_halve, plan_levels, smooth_halve, to_dtype
 from bigvolume.ingest import open_source
-from bigvolume.journal import JOURNAL_NAME
-from bigvolume.pyramid import WriteCancelled
-from bigvolume.validate import validate
+from bigvolume.writing.write_journal import JOURNAL_NAME
+from bigvolume.writing.pyramid import WriteCancelled
+from bigvolume.store.validate import validate
 from conftest import ROOT
 
 SMALL = dict(chunks=(16, 16, 16), shard_chunks=(1, 2, 2), coarsest=8)  # many blocks and stages on a tiny volume

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bigvolume.downsample import mode_halve, plan_levels, smooth_halve_axis
+from bigvolume.writing.downsample import mode_halve, plan_levels, smooth_halve_axis
 
 
 def test_isotropic_plan_halves_every_axis_down_to_coarsest():

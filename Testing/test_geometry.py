@@ -9,7 +9,7 @@ from zarr.storage import LocalStore, WrapperStore
 
 import bigvolume
 from bigvolume import VolumeGeometry
-from bigvolume.geometry import orientation_matrix
+from bigvolume.store.geometry import orientation_matrix
 
 
 def _write(tmp_path, **kwargs):

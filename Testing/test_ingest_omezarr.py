@@ -7,7 +7,7 @@ import pytest
 
 import bigvolume
 from bigvolume import VolumeGeometry
-from bigvolume.convert import convert
+from bigvolume.tools.convert import convert
 from bigvolume.errors import InputError
 from bigvolume.ingest import detect_format, open_source
 

@@ -102,7 +102,7 @@ def test_layers_depend_downward_only(package, forbidden):
 
 def test_console_command_is_declared():
     project = tomllib.load(open(os.path.join(ROOT, "pyproject.toml"), "rb"))["project"]
-    assert project["scripts"]["bigvolume"] == "bigvolume.cli:main"
-    import bigvolume.cli
+    assert project["scripts"]["bigvolume"] == "bigvolume.tools.cli:main"
+    import bigvolume.tools.cli
 
-    assert callable(bigvolume.cli.main)
+    assert callable(bigvolume.tools.cli.main)

@@ -10,9 +10,9 @@ import pytest
 import zarr
 
 import bigvolume
-from bigvolume.locate import image_root
-from bigvolume.region import box_from_ras, plan_region
-from bigvolume.sample import sample_store
+from bigvolume.store.locate import image_root
+from bigvolume.store.region import box_from_ras, plan_region
+from bigvolume.tools.sample import sample_store
 
 
 @pytest.fixture(scope="module")

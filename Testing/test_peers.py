@@ -9,7 +9,7 @@ import zarr
 
 import bigvolume
 from bigvolume import VolumeGeometry
-from bigvolume.geometry import LPS_TO_RAS
+from bigvolume.store.geometry import LPS_TO_RAS
 from conftest import ramp_volume
 
 SCALE_ZYX = (2.0, 0.5, 0.5)  # micrometres

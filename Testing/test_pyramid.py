@@ -7,7 +7,7 @@ import pytest
 
 import bigvolume
 from bigvolume import IncompleteStoreError, StoreError, VolumeGeometry
-from bigvolume.geometry import LPS_TO_RAS
+from bigvolume.store.geometry import LPS_TO_RAS
 from conftest import ramp_volume
 
 

@@ -8,9 +8,9 @@ import slicer
 import zarr
 
 import bigvolume
-from bigvolume.synthetic import SyntheticRockCore
+from bigvolume.tools.synthetic import SyntheticRockCore
 from BigVolumeLib import scene_state
-from BigVolumeLib.offscreen_views import SliceScene
+from BigVolumeLib.offscreen.views import SliceScene
 from BigVolumeLib.region_export import RegionTooLarge
 from BigVolumeLib.session import BigVolumeSession
 
@@ -268,7 +268,7 @@ def test_restore_names_a_store_that_moved(store, tmp_path):
 
 
 def test_recent_stores_and_conversion_text():
-    from bigvolume.background import ConversionState
+    from bigvolume.tools.background import ConversionState
     from BigVolumeLib.session import describe_conversion, remember_recent
 
     assert remember_recent(["b", "a", "c"], "a", limit=3) == ["a", "b", "c"]

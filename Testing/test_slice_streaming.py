@@ -8,13 +8,13 @@ import slicer
 import vtk
 
 import bigvolume
-from bigvolume.chunk_io import ZarrChunkReader
-from bigvolume.fetch import PREFETCH
-from bigvolume.intensity import display_window
-from bigvolume.levels import choose_level
-from bigvolume.synthetic import SyntheticRockCore
-from BigVolumeLib.streaming_views import StreamingViews
-from BigVolumeLib.offscreen_views import SliceScene
+from bigvolume.streaming.chunk_io import ZarrChunkReader
+from bigvolume.streaming.engine import PREFETCH
+from bigvolume.streaming.window import display_window
+from bigvolume.streaming.level_choice import choose_level
+from bigvolume.tools.synthetic import SyntheticRockCore
+from BigVolumeLib.streaming.streaming_scene import StreamingViews
+from BigVolumeLib.offscreen.views import SliceScene
 
 SHAPE = (96, 128, 160)
 
@@ -347,7 +347,7 @@ def test_data_probe_reads_the_true_voxel_values_from_the_proxy(pyramid):
 
 
 def test_demo_renders_the_streamed_views_to_png(pyramid, tmp_path):
-    from BigVolumeLib.demo_views import render_demo_views
+    from BigVolumeLib.offscreen.demo import render_demo_views
 
     image, _ = pyramid
     results = render_demo_views(image.location, tmp_path / "views", size=(64, 48))

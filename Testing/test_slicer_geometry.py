@@ -8,7 +8,7 @@ import vtk
 
 import bigvolume
 from bigvolume import VolumeGeometry
-from bigvolume.geometry import ras_corners
+from bigvolume.store.geometry import ras_corners
 from BigVolumeLib import read_region_into_volume_node, region_ijk_to_ras
 
 

@@ -35,8 +35,8 @@ def test_the_module_needs_no_package_before_the_user_agrees_to_install_them():
 
     code = ("import sys\n"
             "for name in ('zarr', 'tensorstore', 'tifffile', 'numcodecs'): sys.modules[name] = None\n"
-            "import bigvolume.cache, bigvolume.locate, bigvolume.naming, bigvolume.errors\n"
-            "bigvolume.cache.default_budget_bytes(); bigvolume.naming.output_name('/a/b.tif')\n"
+            "import bigvolume.streaming.cache, bigvolume.store.locate, bigvolume.tools.naming, bigvolume.errors\n"
+            "bigvolume.streaming.cache.default_budget_bytes(); bigvolume.tools.naming.output_name('/a/b.tif')\n"
             "try:\n    bigvolume.open_image\nexcept ImportError:\n    print('lazy')\n")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": os.path.join(ROOT, "BigVolume")})

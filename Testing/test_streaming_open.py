@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 import bigvolume
-from bigvolume.cache import ChunkCache
-from bigvolume.chunk_io import ZarrChunkReader
-from bigvolume.fetch import FetchEngine
-from bigvolume.intensity import _percentiles
-from bigvolume.slice_compose import Composition
-from bigvolume.slice_plan import fill_levels, plan_slice
-from BigVolumeLib.offscreen_views import SliceScene
-from BigVolumeLib.streaming_views import StreamingViews
+from bigvolume.streaming.cache import ChunkCache
+from bigvolume.streaming.chunk_io import ZarrChunkReader
+from bigvolume.streaming.engine import FetchEngine
+from bigvolume.streaming.window import _percentiles
+from bigvolume.streaming.slice_composition import Composition
+from bigvolume.streaming.slice_planner import fill_levels, plan_slice
+from BigVolumeLib.offscreen.views import SliceScene
+from BigVolumeLib.streaming.streaming_scene import StreamingViews
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import bigvolume
-from bigvolume.cli import main
-from bigvolume.validate import validate
+from bigvolume.tools.cli import main
+from bigvolume.store.validate import validate
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ class TensorstoreReader:
     def __init__(self, image):
         import tensorstore as ts
 
-        from bigvolume.chunk_io import chunk_box
+        from bigvolume.streaming.chunk_io import chunk_box
 
         self._box = chunk_box
         self.image = image
@@ -54,7 +54,7 @@ def _zarrs_reader(image_path):
     import zarr
 
     import bigvolume
-    from bigvolume.chunk_io import ZarrChunkReader
+    from bigvolume.streaming.chunk_io import ZarrChunkReader
 
     zarr.config.set({"codec_pipeline.path": "zarrs.ZarrsCodecPipeline"})
     reader = ZarrChunkReader(bigvolume.open_image(image_path))
@@ -125,7 +125,7 @@ def main():
     args = parser.parse_args()
 
     import bigvolume
-    from bigvolume.chunk_io import DirectChunkReader, ZarrChunkReader, chunk_grid_shape
+    from bigvolume.streaming.chunk_io import DirectChunkReader, ZarrChunkReader, chunk_grid_shape
 
     image = bigvolume.open_image(args.store)
     grid = chunk_grid_shape(image.levels[0])

@@ -39,7 +39,7 @@ TOOLS = ("machine-limit", "bigvolume", "ome-zarr-py", "ngff-zarr")
 def _write_stack(shape, folder):
     import tifffile
 
-    from bigvolume.synthetic import SyntheticRockCore
+    from bigvolume.tools.synthetic import SyntheticRockCore
 
     core = SyntheticRockCore(shape, seed=0)
     os.makedirs(folder)

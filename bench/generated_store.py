@@ -13,9 +13,9 @@ import numpy as np
 from zarr.abc.store import Store
 from zarr.core.buffer import default_buffer_prototype
 
-from bigvolume.downsample import plan_levels
-from bigvolume.ngff import multiscales_attrs
-from bigvolume.pyramid import DEFAULT_COARSEST
+from bigvolume.writing.downsample import plan_levels
+from bigvolume.store.ngff import multiscales_attrs
+from bigvolume.writing.pyramid import DEFAULT_COARSEST
 
 
 def _array_metadata(shape, chunks):

@@ -139,7 +139,7 @@ def main():
     if args.child:
         return _child(*args.child)
 
-    from bigvolume.synthetic import SyntheticRockCore
+    from bigvolume.tools.synthetic import SyntheticRockCore
 
     shutil.rmtree(args.workdir, ignore_errors=True)
     os.makedirs(args.workdir)

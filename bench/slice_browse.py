@@ -86,8 +86,8 @@ def _shows_data(streamer):
 
 
 def measure(kind, path, budget_mb):
-    from BigVolumeLib.offscreen_views import SliceScene
-    from BigVolumeLib.streaming_views import StreamingViews
+    from BigVolumeLib.offscreen.views import SliceScene
+    from BigVolumeLib.streaming.streaming_scene import StreamingViews
 
     result = {"store": kind}
     scene = SliceScene()  # the application and its views exist, and have been drawn, before a store is opened
@@ -194,7 +194,7 @@ def measure(kind, path, budget_mb):
 
 def _reopen(scene, names, image, budget_mb):
     """open -> preview / complete frame again, views refitted, with the page cache and libraries warm."""
-    from BigVolumeLib.streaming_views import StreamingViews
+    from BigVolumeLib.streaming.streaming_scene import StreamingViews
 
     start = time.perf_counter()
     views = StreamingViews(scene.scene, image, cache_bytes=budget_mb * 1024**2, workers=2)
@@ -214,7 +214,7 @@ def _reopen(scene, names, image, budget_mb):
 
 def _slicer_in_memory_fps(image, red):
     """Slicer scrolling an ordinary in-memory volume in the same 1024 x 1024 view: the rate to match."""
-    from BigVolumeLib.offscreen_views import SliceScene
+    from BigVolumeLib.offscreen.views import SliceScene
     from BigVolumeLib.volume_nodes import region_ijk_to_ras
 
     level0 = image.levels[0]
@@ -231,7 +231,7 @@ def _slicer_in_memory_fps(image, red):
     node.SetFieldOfView(*red.GetFieldOfView())
     node.UpdateMatrices()
     offset = node.GetSliceOffset()
-    from bigvolume.cache import release_freed_memory
+    from bigvolume.streaming.cache import release_freed_memory
 
     release_freed_memory()  # so that the render's buffers show as new memory, not as reuse of freed memory
     before = rss_mb()
@@ -293,7 +293,7 @@ def main():
             raise SystemExit(f"{kind} failed:\n{run.stderr[-3000:]}")
         results[kind] = json.loads(run.stdout.strip().splitlines()[-1])
         print(json.dumps(results[kind], indent=1), flush=True)
-    notes = ["Timed from open_image() to the views' state; BigVolumeLib.streaming_views (which loads tensorstore) is "
+    notes = ["Timed from open_image() to the views' state; BigVolumeLib.streaming.streaming_scene (which loads tensorstore) is "
              "imported before, as in a session where the module is loaded; zarr's first use in the process is timed.",
              "composed: every proxy holds the data and is handed to Slicer; rendered: Slicer's slice logics also drew "
              "the three 1024 x 1024 views (CPU, about 17 ms a view when idle, slower while chunks decode on both cores).",

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from bigvolume.region import plan_region
+from bigvolume.store.region import plan_region
 
 from .volume_nodes import read_region_into_volume_node
 
@@ -21,7 +21,7 @@ def roi_ras_bounds(roi_node):
 
 
 def plan_roi(image, roi_node, level, limit_bytes=None):
-    """What exporting `roi_node` at `level` would load (bigvolume.region.RegionPlan): shape, bytes, fits."""
+    """What exporting `roi_node` at `level` would load (bigvolume.store.region.RegionPlan): shape, bytes, fits."""
     return plan_region(image, level, *roi_ras_bounds(roi_node), limit_bytes=limit_bytes)
 
 

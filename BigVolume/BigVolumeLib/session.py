@@ -10,11 +10,11 @@ removes every node it added.
 
 import time
 
-from bigvolume.cache import default_budget_bytes
-from bigvolume.multiscale import open_image
+from bigvolume.streaming.cache import default_budget_bytes
+from bigvolume.store.multiscale import open_image
 
 from . import region_export, scene_state
-from .streaming_views import StreamingViews
+from .streaming.streaming_scene import StreamingViews
 
 
 def axis_sizes(image):
@@ -243,7 +243,7 @@ def remember_recent(recent, location, limit=10):
 
 def describe_conversion(state):
     """One line for the panel: progress, rate and ETA while running; the outcome when finished."""
-    from bigvolume.progress import clock
+    from bigvolume.tools.progress import clock
 
     if state.status == "starting":
         return "Starting..."

@@ -2,18 +2,25 @@
 
 Plain Python (numpy, zarr): no vtk, no MRML, no Qt. Usable from scripts, the
 Slicer Python console, notebooks and the `bigvolume` command line.
+
+Subpackages, by what the code does:
+  store/      the OME-Zarr model: NGFF metadata, multiscale image, levels and chunk grids, geometry, validation
+  streaming/  sources, readers, the fetch engine, ordering policy and cache; slice planning and composition
+  writing/    the pyramid writer: downsampling, cascade, shard writer, write journal, execution
+  ingest/     readers of what users have (TIFF, raw, NRRD, MetaImage, NIfTI, DICOM, OME-Zarr)
+  tools/      command line, conversion, background conversion, demo and sample
 """
 
 from .errors import (BigVolumeError, CorruptChunkError, IncompleteStoreError, InputError, MetadataError, StoreError,
                      WriteCancelled)
-from .geometry import VolumeGeometry
+from .store.geometry import VolumeGeometry
 
 __version__ = "0.1.0"
 
 # Imported on first use: they need zarr, which a Slicer module must be able to do without until the user
 # agrees to install it (the module's file reader, settings and naming use zarr-free parts of the package).
-_LAZY = {"Level": ".multiscale", "MultiscaleImage": ".multiscale", "open_image": ".multiscale",
-         "write_pyramid": ".pyramid"}
+_LAZY = {"Level": ".store.multiscale", "MultiscaleImage": ".store.multiscale", "open_image": ".store.multiscale",
+         "write_pyramid": ".writing.pyramid"}
 
 
 def __getattr__(name):

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..errors import InputError
-from ..geometry import VolumeGeometry
+from ..store.geometry import VolumeGeometry
 
 
 @dataclass

@@ -21,7 +21,7 @@ from collections import Counter, defaultdict
 import numpy as np
 
 from ..errors import InputError
-from ..geometry import VolumeGeometry
+from ..store.geometry import VolumeGeometry
 from .base import SourceInfo, VolumeSource
 from .blocks import orthonormal_direction
 

@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 from ..errors import InputError
-from ..geometry import VolumeGeometry
+from ..store.geometry import VolumeGeometry
 from .base import SourceInfo, leading_bytes, open_input
 from .blocks import BlockSource, orthonormal_direction
 

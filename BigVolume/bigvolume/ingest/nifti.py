@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from ..geometry import VolumeGeometry
+from ..store.geometry import VolumeGeometry
 from .base import SourceInfo
 from .blocks import BlockSource
 

@@ -13,8 +13,8 @@ import re
 import numpy as np
 
 from ..errors import BigVolumeError, InputError
-from ..geometry import VolumeGeometry
-from ..units import canonical_space_unit
+from ..store.geometry import VolumeGeometry
+from ..store.units import canonical_space_unit
 from .base import SourceInfo, leading_bytes, open_input
 from .blocks import BlockSource, orthonormal_direction
 

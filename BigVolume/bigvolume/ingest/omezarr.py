@@ -14,8 +14,8 @@ import os
 import numpy as np
 
 from ..errors import InputError, StoreError
-from ..geometry import LPS_TO_RAS, VolumeGeometry
-from ..units import mm_per_unit
+from ..store.geometry import LPS_TO_RAS, VolumeGeometry
+from ..store.units import mm_per_unit
 from .base import SourceInfo, VolumeSource
 
 
@@ -39,7 +39,7 @@ def probe(path):
 
 
 def _open_image(location, t, c):
-    from ..multiscale import open_image
+    from ..store.multiscale import open_image
 
     try:
         return open_image(location, t=t, c=c)

@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 from ..errors import InputError
-from ..geometry import VolumeGeometry
+from ..store.geometry import VolumeGeometry
 from .base import SourceInfo, VolumeSource
 
 EXTENSIONS = (".raw", ".bin", ".dat", ".vol")

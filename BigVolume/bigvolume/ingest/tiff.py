@@ -23,8 +23,8 @@ import xml.etree.ElementTree as ElementTree
 import numpy as np
 
 from ..errors import InputError
-from ..geometry import VolumeGeometry
-from ..units import canonical_space_unit, mm_per_unit
+from ..store.geometry import VolumeGeometry
+from ..store.units import canonical_space_unit, mm_per_unit
 from .base import SourceInfo, VolumeSource, leading_bytes
 
 EXTENSIONS = (".tif", ".tiff", ".btf", ".tf2", ".tf8")

@@ -12,9 +12,9 @@ import sys
 import time
 
 from .convert import convert
-from .errors import StoreError
-from .multiscale import open_image
-from .ngff import NAMESPACE
+from ..errors import StoreError
+from ..store.multiscale import open_image
+from ..store.ngff import NAMESPACE
 from .progress import ProgressBar
 from .synthetic import SyntheticRockCore
 

@@ -7,10 +7,10 @@ try:  # the chunk I/O engine loads with this module (about 15 ms), not between o
 except ImportError:
     pass
 
-from bigvolume.cache import ChunkCache
-from bigvolume.fetch import FetchEngine
-from bigvolume.intensity import window_from_chunks
-from bigvolume.slice_plan import coarsest_level_requests
+from bigvolume.streaming.cache import ChunkCache
+from bigvolume.streaming.engine import FetchEngine
+from bigvolume.streaming.window import window_from_chunks
+from bigvolume.streaming.slice_planner import coarsest_level_requests
 
 from .slice_streamer import SliceStreamer
 

@@ -9,10 +9,10 @@ preview and to the complete frame.
 import os
 import time
 
-from bigvolume.multiscale import open_image
+from bigvolume.store.multiscale import open_image
 
-from .offscreen_views import SliceScene, save_png
-from .streaming_views import StreamingViews
+from .views import SliceScene, save_png
+from ..streaming.streaming_scene import StreamingViews
 
 VIEWS = {"Red": "Axial", "Yellow": "Sagittal", "Green": "Coronal"}
 
@@ -58,3 +58,15 @@ def render_demo_views(store, out_dir, size=(256, 256), zooms=(1, 4)):
         return results
     finally:
         views.close()
+
+
+def print_demo_views(store, out):
+    """The `bigvolume demo` views step (entry point `bigvolume.demo_views`): render and report each view."""
+    out_dir = os.path.join(os.path.dirname(os.path.abspath(store)), "views")
+    print(f"Streaming {store} into axial, sagittal and coronal 256 x 256 views (Slicer's slice rendering, offscreen):",
+          file=out)
+    for result in render_demo_views(store, out_dir):
+        preview = result["seconds_to_preview"]
+        timing = f"preview {1000 * preview:.0f} ms, complete {1000 * result['seconds_to_complete']:.0f} ms after opening" \
+            if preview is not None else f"complete {1000 * result['seconds_to_complete']:.0f} ms after zooming"
+        print(f"  {result['view']:<8} zoom x{result['zoom']}: level {result['level']}, {timing} -> {result['png']}", file=out)

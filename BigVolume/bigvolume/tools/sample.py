@@ -6,9 +6,9 @@ the next time, so a sample never opens half-written.
 
 import os
 
-from .errors import IncompleteStoreError, StoreError
-from .multiscale import open_image
-from .pyramid import write_pyramid
+from ..errors import IncompleteStoreError, StoreError
+from ..store.multiscale import open_image
+from ..writing.pyramid import write_pyramid
 from .synthetic import SyntheticRockCore
 
 SAMPLE_NAME = "synthetic rock core"

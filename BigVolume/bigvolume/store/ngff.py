@@ -7,7 +7,7 @@ rest of BigVolume never looks at NGFF JSON again.
 
 from dataclasses import dataclass
 
-from .errors import MetadataError
+from ..errors import MetadataError
 from .geometry import LPS_ORIENTATION
 from .units import canonical_space_unit
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .chunk_io import chunk_grid_shape, chunk_shape
-from .fetch import PREFETCH, VISIBLE
-from .levels import choose_level, pixel_size_mm
+from .engine import PREFETCH, VISIBLE
+from .level_choice import choose_level, pixel_size_mm
 
 _ALIGN_TOLERANCE = 1e-6
 FILL_COST = 8  # see fill_levels

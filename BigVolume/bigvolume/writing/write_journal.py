@@ -13,7 +13,7 @@ store's final metadata is written.
 import json
 import os
 
-from .errors import StoreError
+from ..errors import StoreError
 
 JOURNAL_NAME = "bigvolume-journal.json"
 

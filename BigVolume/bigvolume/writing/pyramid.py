@@ -76,11 +76,11 @@ import zarr
 
 from .cascade import StageSpec
 from .downsample import plan_levels
-from .errors import IncompleteStoreError, StoreError, WriteCancelled
+from ..errors import IncompleteStoreError, StoreError, WriteCancelled
 from .execution import DaskRunner, InProcessRunner, ProcessRunner
-from .geometry import VolumeGeometry
-from .journal import JOURNAL_NAME, Journal
-from .ngff import NAMESPACE, multiscales_attrs
+from ..store.geometry import VolumeGeometry
+from .write_journal import JOURNAL_NAME, Journal
+from ..store.ngff import NAMESPACE, multiscales_attrs
 from .shardio import is_disk_full
 
 DEFAULT_CHUNKS = (64, 64, 64)

@@ -28,7 +28,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
 from .cascade import run_blocks
-from .errors import BigVolumeError, WriteCancelled
+from ..errors import BigVolumeError, WriteCancelled
 from .shardio import LevelWriter
 
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import BigVolumeError
-from .journal import JOURNAL_NAME
+from ..errors import BigVolumeError
+from ..writing.write_journal import JOURNAL_NAME
 from .ngff import NAMESPACE, find_multiscales
 from .units import canonical_space_unit
 

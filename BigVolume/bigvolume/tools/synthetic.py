@@ -9,7 +9,7 @@ source can be read lazily in slabs of any depth, like a TIFF stack.
 
 import numpy as np
 
-from .geometry import VolumeGeometry
+from ..store.geometry import VolumeGeometry
 
 AIR = 1200.0
 MATRIX = 21000.0

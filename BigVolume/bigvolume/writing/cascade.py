@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .downsample import halve_planes, mirrored, mode_halve
-from .errors import StoreError, WriteCancelled
+from ..errors import StoreError, WriteCancelled
 
 
 @dataclass(frozen=True)

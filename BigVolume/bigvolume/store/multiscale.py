@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import zarr
 
-from .errors import CorruptChunkError, IncompleteStoreError, MetadataError, StoreError
+from ..errors import CorruptChunkError, IncompleteStoreError, MetadataError, StoreError
 from .geometry import AxisFrame, orientation_matrix, ras_corners
 from .ngff import NAMESPACE, SPATIAL, find_multiscales, parse_multiscales
 from .units import mm_per_unit

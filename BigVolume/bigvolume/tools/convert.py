@@ -16,12 +16,12 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from .cascade import WriteCancelled
-from .errors import BigVolumeError, InputError
-from .execution import prestart
-from .ingest import open_source
+from ..writing.cascade import WriteCancelled
+from ..errors import BigVolumeError, InputError
+from ..writing.execution import prestart
+from ..ingest import open_source
 from .naming import output_name
-from .pyramid import DEFAULT_CHUNKS, DEFAULT_SHARD_CHUNKS, write_pyramid
+from ..writing.pyramid import DEFAULT_CHUNKS, DEFAULT_SHARD_CHUNKS, write_pyramid
 
 
 @dataclass

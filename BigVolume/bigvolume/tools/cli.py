@@ -5,7 +5,7 @@ import json
 import os
 import sys
 
-from .errors import BigVolumeError
+from ..errors import BigVolumeError
 
 
 def _format_bytes(n):
@@ -37,7 +37,7 @@ def print_info(image, out=None):
 
 
 def _cmd_info(args):
-    from .multiscale import open_image
+    from ..store.multiscale import open_image
 
     image = open_image(args.store)
     if args.json:
@@ -61,22 +61,28 @@ def _cmd_demo(args):
     return 0
 
 
-def _render_demo_views(store):
-    """Stream the demo store into three offscreen slice views and save PNGs, when the MRML layer is installed."""
-    import importlib
+DEMO_VIEWS_GROUP = "bigvolume.demo_views"  # entry points: callables (store, out) that show the demo's store
 
-    try:  # the MRML layer (vtk + Slicer's MRML classes); the core never needs it
-        demo_views = importlib.import_module("BigVolumeLib.demo_views")
-    except ImportError as error:
-        print(f"Streamed views not rendered ({error}); install them with: pip install 'bigvolume[views]'")
+
+def _render_demo_views(store):
+    """Show the demo store through every installed views plugin (the MRML layer registers one).
+
+    The core knows no layer above it: what renders views is found through an
+    entry-point group, which the package's MRML layer fills in pyproject.toml.
+    """
+    from importlib.metadata import entry_points
+
+    plugins = list(entry_points(group=DEMO_VIEWS_GROUP))
+    if not plugins:
+        print("Streamed views not rendered: no views plugin is installed (pip install 'bigvolume[views]')")
         return
-    out_dir = os.path.join(os.path.dirname(os.path.abspath(store)), "views")
-    print(f"Streaming {store} into axial, sagittal and coronal 256 x 256 views (Slicer's slice rendering, offscreen):")
-    for result in demo_views.render_demo_views(store, out_dir):
-        preview = result["seconds_to_preview"]
-        timing = f"preview {1000 * preview:.0f} ms, complete {1000 * result['seconds_to_complete']:.0f} ms after opening" \
-            if preview is not None else f"complete {1000 * result['seconds_to_complete']:.0f} ms after zooming"
-        print(f"  {result['view']:<8} zoom x{result['zoom']}: level {result['level']}, {timing} -> {result['png']}")
+    for plugin in plugins:
+        try:
+            render = plugin.load()
+        except ImportError as error:  # the plugin's own packages (vtk, slicer-core) are missing
+            print(f"Streamed views not rendered ({error}); install them with: pip install 'bigvolume[views]'")
+            continue
+        render(store, sys.stdout)
 
 
 def _reader_options(args):
@@ -91,7 +97,7 @@ def _direction(values):
     if values is None:
         return None
     if len(values) != 9:
-        from .errors import InputError
+        from ..errors import InputError
 
         raise InputError("--direction takes 9 numbers: the x, y and z axis directions, one after another")
     return tuple(zip(*[values[0:3], values[3:6], values[6:9]]))  # columns as given -> rows of the matrix
@@ -251,7 +257,7 @@ def _run_conversions(inputs, output, batch, options, cancel, on_start, on_done):
     import time
 
     from .convert import ConversionResult, convert, convert_batch
-    from .errors import WriteCancelled
+    from ..errors import WriteCancelled
 
     if batch:
         return convert_batch(inputs, output, on_start=on_start, on_done=on_done, cancel=cancel, **options)
@@ -267,7 +273,7 @@ def _run_conversions(inputs, output, batch, options, cancel, on_start, on_done):
 
 
 def _cmd_validate(args):
-    from .validate import validate
+    from ..store.validate import validate
 
     code = 0
     for store in args.stores:

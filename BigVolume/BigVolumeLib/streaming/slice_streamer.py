@@ -1,7 +1,7 @@
 """One streamer per slice view: what the view shows of a BigVolume image.
 
 It observes its slice node, plans which level and chunks the view needs
-(bigvolume.slice_plan), asks the shared fetch engine for them, and composes
+(bigvolume.streaming.slice_planner), asks the shared fetch engine for them, and composes
 whatever has arrived into a small proxy volume node shown in one layer of
 that view only (the background by default; `layer` chooses another, so the
 user keeps the layers they need). Slicer then displays the proxy like any
@@ -15,10 +15,10 @@ import numpy as np
 import vtk
 from vtk.util import numpy_support
 
-from bigvolume.slice_compose import Composition
-from bigvolume.slice_plan import plan_slice
+from bigvolume.streaming.slice_composition import Composition
+from bigvolume.streaming.slice_planner import plan_slice
 
-from .volume_nodes import set_ijk_to_ras
+from ..volume_nodes import set_ijk_to_ras
 
 LAYERS = ("background", "foreground", "label")
 

@@ -17,7 +17,7 @@ import numpy as np
 from numcodecs import Blosc
 from zarr.core.sync import sync
 
-from .errors import CorruptChunkError
+from ..errors import CorruptChunkError
 
 
 def chunk_box(level, index):

@@ -1,6 +1,6 @@
 """Physical units of OME-NGFF space axes, converted to millimetres (Slicer's unit)."""
 
-from .errors import MetadataError
+from ..errors import MetadataError
 
 # UDUNITS-2 length units allowed by OME-NGFF 0.4/0.5, as millimetres per unit.
 _MM_PER_UNIT = {

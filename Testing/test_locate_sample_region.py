@@ -55,6 +55,15 @@ def test_box_from_ras_takes_the_voxel_centres_inside(stores):
     assert plan.fits and plan.nbytes == 26 * 17 * 8 * 2 and plan.describe() == "level 0: 8 x 17 x 26 voxels, 0.0 MB"
 
 
+def test_plan_region_refuses_a_level_outside_the_image(stores):
+    root, _ = stores
+    image = bigvolume.open_image(root / "v3.ome.zarr")
+    last = len(image.levels) - 1
+    for level in (-1, last + 1):  # -1 would otherwise plan the coarsest level
+        with pytest.raises(ValueError, match=rf"level {level} does not exist: the image has levels 0\.\.{last}$"):
+            plan_region(image, level, *image.bounds_ras(0, edges=True), limit_bytes=10**9)
+
+
 def test_sample_is_written_on_first_use_then_reused(tmp_path):
     calls = []
     path = sample_store(tmp_path, shape=(48, 40, 40), progress=lambda done, total: calls.append(done))

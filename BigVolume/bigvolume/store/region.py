@@ -98,6 +98,8 @@ class RegionPlan:
 def plan_region(image, level, ras_min, ras_max, limit_bytes=None):
     """The voxels of `level` inside the RAS box, their size, and whether they fit in `limit_bytes`
     (default: half the memory available now)."""
+    if not 0 <= level < len(image.levels):  # a negative level would index from the coarsest end
+        raise ValueError(f"level {level} does not exist: the image has levels 0..{len(image.levels) - 1}")
     limit = int(limit_bytes if limit_bytes is not None else default_limit_bytes())
     sizes = []
     for lvl in image.levels:

@@ -60,7 +60,7 @@ class BigVolumeSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Failed to read the store."), waitCursor=True):
             from BigVolume import ensurePythonDependencies
 
-            ensurePythonDependencies(self.resourcePath("requirements.txt"), requester="BigVolume Segment")
+            ensurePythonDependencies()  # BigVolume's requirements: this module runs on the same core
             names = self.logic.labelNames(self.ui.storePathLineEdit.currentPath)
             self.ui.labelsText.plainText = "\n".join(names) if names else _("(no label pyramids)")
 

@@ -1,3 +1,4 @@
+import io
 import json
 import subprocess
 import sys
@@ -8,6 +9,7 @@ import pytest
 import bigvolume
 from bigvolume import VolumeGeometry
 from bigvolume.tools.cli import main
+from bigvolume.tools.progress import ProgressBar
 
 
 @pytest.fixture
@@ -60,3 +62,34 @@ def test_module_entry_point(store):
     result = subprocess.run([sys.executable, "-m", "bigvolume", "info", str(store), "--json"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert len(json.loads(result.stdout)["levels"]) == 3
+
+
+class Clock:
+    """A timer for ProgressBar that moves only when told."""
+
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_shows_no_rate_from_a_moment_and_the_end_once():
+    timer = Clock()
+    bar = ProgressBar("writing", io.StringIO(), unit_bytes=1_000_000, timer=timer)
+    bar.line(0, 100)
+    timer.now += 1e-6
+    assert "MB/s" not in bar.line(5, 100) and "ETA ?" in bar.line(5, 100)
+    timer.now += 2
+    assert "3 MB/s" in bar.line(6, 100) and "ETA 0:31" in bar.line(6, 100)
+    assert " 99%" in bar.line(996, 1000)  # rounded down: 100% only when done
+    for out in (io.StringIO(), Terminal()):
+        bar = ProgressBar("writing", out, timer=timer)
+        for done in (0, 50, 100, 100):  # the writer reports the end twice
+            bar(done, 100)
+        assert out.getvalue().count("100%") == 1, out.getvalue()

@@ -25,14 +25,20 @@ def rate_and_eta(done, total, first, elapsed):
 
 
 class ProgressBar:
-    """Call as bar(done, total) in any unit; `unit_bytes` turns units into bytes for the MB and MB/s figures."""
+    """Call as bar(done, total) in any unit; `unit_bytes` turns units into bytes for the MB and MB/s figures.
 
-    def __init__(self, label, out=None, unit_bytes=None, width=24):
+    `timer` (seconds, like time.perf_counter) is there for tests.
+    """
+
+    MIN_RATE_SECONDS = 1.0  # rate and ETA from a shorter time are noise (a first slab done in a microsecond)
+
+    def __init__(self, label, out=None, unit_bytes=None, width=24, timer=time.perf_counter):
         self.label = label
         self.out = out or sys.stdout
         self.unit_bytes = unit_bytes
         self.width = width
-        self.start = time.perf_counter()
+        self.timer = timer
+        self.start = timer()
         self.interactive = hasattr(self.out, "isatty") and self.out.isatty()
         self.reported = -1
         self.first = None  # work already done when the bar started (a resumed write)
@@ -40,21 +46,24 @@ class ProgressBar:
     def line(self, done, total):
         if self.first is None:
             self.first = done
-        elapsed = time.perf_counter() - self.start
+        elapsed = self.timer() - self.start
         fraction = done / total if total else 1.0
-        rate, eta = rate_and_eta(done, total, self.first, elapsed)
+        rate, eta = rate_and_eta(done, total, self.first, elapsed) if elapsed >= self.MIN_RATE_SECONDS else (None, None)
         filled = int(self.width * fraction)
-        text = f"  {self.label} [{'#' * filled}{'.' * (self.width - filled)}] {100 * fraction:3.0f}%"
+        # Rounded down: 99.6% shows 99%, so that 100% means done and is printed once.
+        text = f"  {self.label} [{'#' * filled}{'.' * (self.width - filled)}] {int(100 * fraction):3d}%"
         if self.unit_bytes:
             text += f" {done * self.unit_bytes / 1e6:,.0f}/{total * self.unit_bytes / 1e6:,.0f} MB"
             if rate is not None:
                 text += f" {rate * self.unit_bytes / 1e6:,.0f} MB/s"
-        text += f" {clock(elapsed)} elapsed, ETA {clock(eta) if eta is not None else '?'}"
+        text += f" {clock(elapsed)} elapsed"
+        if done < total:
+            text += f", ETA {clock(eta) if eta is not None else '?'}"
         return text
 
     def __call__(self, done, total):
         tenth = 10 * done // total if total else 10
-        if not self.interactive and tenth == self.reported:
+        if tenth == self.reported and (tenth == 10 or not self.interactive):  # a writer may report the end twice
             return
         self.reported = tenth
         text = self.line(done, total)

@@ -3,6 +3,8 @@
 import ast
 import os
 
+import pytest
+
 from conftest import ROOT
 
 MODULE = os.path.join(ROOT, "BigVolume", "BigVolume.py")
@@ -64,14 +66,15 @@ def test_python_dependencies_are_not_installed_at_import_time():
     assert not imports & {"bigvolume", "zarr", "numpy", "tensorstore", "BigVolumeLib"}
 
 
-def test_every_module_resource_is_installed():
+@pytest.mark.parametrize("module", ["BigVolume", "BigVolumeSegment"])
+def test_every_module_resource_is_installed(module):
     import re
 
-    cmake = open(os.path.join(ROOT, "BigVolume", "CMakeLists.txt")).read()
+    cmake = open(os.path.join(ROOT, module, "CMakeLists.txt")).read()
     block = re.search(r"set\(MODULE_PYTHON_RESOURCES(.*?)\)", cmake, re.S).group(1)
-    listed = {line.strip().replace("${MODULE_NAME}", "BigVolume") for line in block.splitlines() if line.strip()}
-    resources = os.path.join(ROOT, "BigVolume", "Resources")
-    present = {os.path.relpath(os.path.join(d, f), os.path.join(ROOT, "BigVolume"))
+    listed = {line.strip().replace("${MODULE_NAME}", module) for line in block.splitlines() if line.strip()}
+    resources = os.path.join(ROOT, module, "Resources")
+    present = {os.path.relpath(os.path.join(d, f), os.path.join(ROOT, module))
                for d, _, files in os.walk(resources) for f in files}
     assert present <= listed, f"not installed with the module: {sorted(present - listed)}"
     assert listed <= present, f"listed but missing: {sorted(listed - present)}"

@@ -93,3 +93,10 @@ def test_progress_shows_no_rate_from_a_moment_and_the_end_once():
         for done in (0, 50, 100, 100):  # the writer reports the end twice
             bar(done, 100)
         assert out.getvalue().count("100%") == 1, out.getvalue()
+
+
+def test_an_empty_input_folder_is_said_to_be_empty(tmp_path, capsys):
+    (tmp_path / "scans").mkdir()
+    assert main(["convert", str(tmp_path / "scans"), str(tmp_path / "out.ome.zarr")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"bigvolume: error: {tmp_path / 'scans'}: the folder is empty\n"

@@ -56,6 +56,8 @@ def open_source(path, format=None, spacing=None, origin=None, direction=None, un
     path = os.fspath(path)
     if not os.path.exists(path) and not (any(c in path for c in "*?[") and glob.glob(path)):
         raise InputError(f"{path}: no such file or folder")
+    if os.path.isdir(path) and not os.listdir(path):  # said as such: the list of formats would not help
+        raise InputError(f"{path}: the folder is empty")
     name = format or detect_format(path)
     if name is None:
         raise InputError(f"{path}: not a format BigVolume reads (or give --format); supported formats:\n{supported_formats()}")

@@ -75,6 +75,28 @@ def test_axes_in_the_wrong_order_and_bad_units(store):
     assert "'parsecs-ish' is not a UDUNITS-2 length unit" in text
 
 
+@pytest.mark.parametrize("axis, kind, unit, message", [
+    (0, "space", "second", "'second' is not a UDUNITS-2 length unit"),
+    (0, "time", "micrometer", "'micrometer' is not a UDUNITS-2 time unit"),
+])
+def test_a_unit_that_does_not_fit_its_axis_type_is_a_warning(store, axis, kind, unit, message):
+    _edit_root(store, lambda a: a["ome"]["multiscales"][0]["axes"][axis].update(type=kind, unit=unit))
+    report = validate(store)
+    assert report.valid, report.text()  # the spec says SHOULD
+    assert any(message in w for w in report.warnings)
+
+
+def test_a_space_axis_in_seconds_is_valid_but_bigvolume_cannot_open_it(store):
+    _edit_root(store, lambda a: a["ome"]["multiscales"][0]["axes"][0].update(unit="second"))
+    assert any(w.startswith("BigVolume cannot open it: ") and "'second'" in w for w in validate(store).warnings)
+
+
+def test_multiscales_transformations(store):
+    _edit_root(store, lambda a: a["ome"]["multiscales"][0].update(coordinateTransformations=[{"type": "rotation"}]))
+    assert validate(store).errors == ["multiscales: coordinateTransformations must be one scale, optionally followed "
+                                      "by one translation; got ['rotation']"]
+
+
 def test_transforms_and_level_order(store):
     def change(attrs):
         datasets = attrs["ome"]["multiscales"][0]["datasets"]

@@ -2,10 +2,12 @@
 
 Conformance, from the NGFF 0.4/0.5 specifications: the version and Zarr
 format agree; 2-5 axes with unique names, types time/channel/space, time
-first, then channel, then 2-3 space axes with UDUNITS length units; every
-dataset path is an array with one dimension per axis; each dataset has one
-scale (positive, one value per axis) optionally followed by one translation;
-levels go from finest to coarsest; Zarr v3 dimension_names match the axes.
+first, then channel, then 2-3 space axes; every dataset path is an array with
+one dimension per axis; each dataset (and the multiscale, if it has any) has
+one scale (positive, one value per axis) optionally followed by one
+translation; levels go from finest to coarsest; Zarr v3 dimension_names match
+the axes. A unit that is not UDUNITS-2 for its axis type is a warning (the
+spec says SHOULD), as is conformant metadata that BigVolume cannot open.
 
 Completeness: the store is not marked as being written by BigVolume and has
 no write journal; every level's arrays exist. `deep=True` also decodes every
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import BigVolumeError
+from ..errors import BigVolumeError, MetadataError
 from ..writing.write_journal import JOURNAL_NAME
 from .ngff import NAMESPACE, find_multiscales
 from .units import canonical_space_unit
@@ -75,16 +77,17 @@ def _check_axes(axes, report):
         kind = axis.get("type")
         kinds.append(kind)
         unit = axis.get("unit")
+        # The spec says a unit SHOULD be the UDUNITS-2 name of a length (space) or time: warnings, not errors.
         if kind == "space" and unit is not None:
             try:
-                canonical_space_unit(unit)
-                if canonical_space_unit(unit) != unit:
+                canonical = canonical_space_unit(unit)
+                if canonical != unit:
                     report.warnings.append(f"axis {axis['name']!r}: unit {unit!r} is not spelled as UDUNITS-2 "
-                                           f"({canonical_space_unit(unit)!r})")
+                                           f"({canonical!r})")
             except BigVolumeError:
-                report.errors.append(f"axis {axis['name']!r}: {unit!r} is not a UDUNITS-2 length unit")
+                report.warnings.append(f"axis {axis['name']!r}: {unit!r} is not a UDUNITS-2 length unit")
         if kind == "time" and unit is not None and unit not in _TIME_UNITS:
-            report.errors.append(f"axis {axis['name']!r}: {unit!r} is not a UDUNITS-2 time unit")
+            report.warnings.append(f"axis {axis['name']!r}: {unit!r} is not a UDUNITS-2 time unit")
     if len(set(names)) != len(names):
         report.errors.append(f"axis names repeat: {names}")
     space = [i for i, k in enumerate(kinds) if k == "space"]
@@ -175,6 +178,8 @@ def validate(store, deep=False):
         report.warnings.append(f"version {version!r}: only 0.4 and 0.5 are checked in full")
     names = _check_axes(multiscales.get("axes"), report)
     ndim = len(names)
+    if "coordinateTransformations" in multiscales:  # optional; the same rules as a dataset's
+        _check_transforms("multiscales", multiscales["coordinateTransformations"], ndim, report)
     datasets = multiscales.get("datasets")
     if not isinstance(datasets, list) or not datasets:
         report.errors.append("multiscales lists no datasets")
@@ -212,6 +217,8 @@ def validate(store, deep=False):
 
         try:
             open_image(store)
+        except MetadataError as error:  # conformant metadata BigVolume's reader refuses, e.g. a space axis in seconds
+            report.warnings.append(f"BigVolume cannot open it: {error}")
         except BigVolumeError as error:
             report.errors.append(str(error))
     return report

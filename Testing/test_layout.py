@@ -77,7 +77,13 @@ def test_extension_cmakelists_follows_the_extension_template():
         assert os.path.isfile(os.path.join(ROOT, name))
 
 
+# Calls that import the module their first argument names: a layer reached through a string is still reached
+# (resolve_name loads a "module:attribute" string, an entry point's value without the entry point).
+IMPORTING_CALLS = {"import_module", "__import__", "resolve_name"}
+
+
 def _imports(path):
+    """Top-level names of the modules a file imports, by statement or by an importing call with a string."""
     tree = ast.parse(open(path, encoding="utf-8").read())
     names = set()
     for node in ast.walk(tree):
@@ -85,19 +91,55 @@ def _imports(path):
             names |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
             names.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Call) and node.args:
+            function = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
+            name = node.args[0]
+            if isinstance(name, ast.JoinedStr) and name.values:  # f"pkg.{x}": the name begins with its constant head
+                name = name.values[0]
+            if function in IMPORTING_CALLS and isinstance(name, ast.Constant) and isinstance(name.value, str):
+                names.add(re.split(r"[.:]", name.value)[0])
     return names
 
 
+def layer_violations(package, forbidden):
+    """The modules of `package`, subpackages included, that import one of `forbidden`, with what they import."""
+    folder = os.path.join(ROOT, package)
+    violations = []
+    for parent, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(n for n in names if n.endswith(".py")):
+            path = os.path.join(parent, name)
+            if imported := _imports(path) & forbidden:
+                violations.append((os.path.relpath(path, folder), sorted(imported)))
+    return violations
+
+
+QT = {"qt", "ctk", "PythonQt"}
+# The core runs without Slicer, VTK or Qt, and reaches the MRML layers only through entry points.
+CORE_FORBIDDEN = QT | {"vtk", "slicer", "slicer_core", "MRMLCorePython", "BigVolumeLib", "BigVolumeSegmentLib"}
+
+
 @pytest.mark.parametrize("package, forbidden", [
-    ("BigVolume/bigvolume", {"vtk", "slicer", "qt", "ctk", "PythonQt", "MRMLCorePython"}),
-    ("BigVolume/BigVolumeLib", {"qt", "ctk", "PythonQt"}),
-    ("BigVolumeSegment/BigVolumeSegmentLib", {"qt", "ctk", "PythonQt"}),
+    ("BigVolume/bigvolume", CORE_FORBIDDEN),
+    ("BigVolume/BigVolumeLib", QT),
+    ("BigVolumeSegment/BigVolumeSegmentLib", QT),
 ])
 def test_layers_depend_downward_only(package, forbidden):
-    folder = os.path.join(ROOT, package)
-    for name in os.listdir(folder):
-        if name.endswith(".py"):
-            assert not (_imports(os.path.join(folder, name)) & forbidden), f"{package}/{name} imports {forbidden}"
+    assert layer_violations(package, forbidden) == []
+
+
+def test_the_layers_check_reads_subpackages_and_importing_calls(tmp_path, monkeypatch):
+    core = tmp_path / "BigVolume" / "bigvolume"
+    (core / "ingest").mkdir(parents=True)
+    (core / "__init__.py").write_text("import importlib\n\nimportlib.import_module('.store', __name__)\n")
+    (core / "ingest" / "views.py").write_text("import importlib\n\n\ndef views():\n"
+                                              "    return importlib.import_module('BigVolumeLib.x')\n")
+    (core / "ingest" / "more.py").write_text("from importlib import import_module\nfrom pkgutil import resolve_name\n"
+                                             "__import__('vtk.util')\nimport_module(f'qt.{1}')\n"
+                                             "resolve_name('BigVolumeSegmentLib.y:z')\n")
+    monkeypatch.setattr(__import__("test_layout"), "ROOT", str(tmp_path))
+    assert layer_violations("BigVolume/bigvolume", CORE_FORBIDDEN) == [
+        ("ingest/more.py", ["BigVolumeSegmentLib", "qt", "vtk"]), ("ingest/views.py", ["BigVolumeLib"])]
 
 
 def test_console_command_is_declared():

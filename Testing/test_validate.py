@@ -108,6 +108,16 @@ def test_transforms_and_level_order(store):
     assert "dataset 1 ('1'): scale [0.5, 0.5, 0.5] is finer than the level before" in text
 
 
+def test_a_dataset_path_must_be_a_string(store):
+    _edit_root(store, lambda a: a["ome"]["multiscales"][0]["datasets"][0].update(path=0))
+    assert validate(store).errors == ["dataset 0 (0): path must be a string, got 0"]
+
+
+def test_a_dataset_without_a_path(store):
+    _edit_root(store, lambda a: a["ome"]["multiscales"][0]["datasets"][1].pop("path"))
+    assert validate(store).errors == ["dataset 1 has no 'path'"]
+
+
 def test_deep_check_names_a_corrupt_shard(store):
     shard = store / "0" / "c" / "1" / "0" / "0"
     shard.write_bytes(shard.read_bytes()[:-7])

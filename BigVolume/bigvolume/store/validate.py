@@ -187,9 +187,16 @@ def validate(store, deep=False):
     report.facts["levels"] = len(datasets)
     previous_scale, previous_shape, dtype = None, None, None
     for i, dataset in enumerate(datasets):
-        where = f"dataset {i} ({dataset.get('path')!r})"
+        path = dataset.get("path") if isinstance(dataset, dict) else None
+        if path is None:
+            report.errors.append(f"dataset {i} has no 'path'")
+            continue
+        where = f"dataset {i} ({path!r})"
+        if not isinstance(path, str):
+            report.errors.append(f"{where}: path must be a string, got {path!r}")
+        path = str(path)  # as readers take it, to check the rest of the level
         scale = _check_transforms(where, dataset.get("coordinateTransformations"), ndim, report)
-        meta = _array_meta(os.path.join(store, str(dataset.get("path"))))
+        meta = _array_meta(os.path.join(store, path))
         if meta is None:
             report.errors.append(f"{where}: no array at this path (missing level)")
             continue
@@ -210,7 +217,7 @@ def validate(store, deep=False):
             report.errors.append(f"{where}: shape {shape} is larger than the level before ({previous_shape})")
         previous_scale, previous_shape = scale or previous_scale, shape
         if deep:
-            _deep_check(store, str(dataset.get("path")), report)
+            _deep_check(store, path, report)
     report.facts["data type"] = dtype
     if not report.errors:
         from .multiscale import open_image

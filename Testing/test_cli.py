@@ -30,11 +30,12 @@ def test_info_json_has_matrices_and_array_order_shapes(store, capsys):
     assert info["levels"][0]["voxel_size_mm"] == [0.004, 0.004, 0.008]
 
 
-def test_info_text(store, capsys):
+def test_info_text_says_every_size_in_x_y_z_order(store, capsys):
     assert main(["info", str(store)]) == 0
     out = capsys.readouterr().out
-    assert "OME-NGFF 0.5 on Zarr v3" in out and "20x100x120" in out and "0.004, 0.004, 0.008" in out
-    assert "physical size (x, y, z): 0.48 x 0.4 x 0.16 mm" in out
+    assert "OME-NGFF 0.5 on Zarr v3" in out and "physical size (x, y, z): 0.48 x 0.4 x 0.16 mm" in out
+    assert "shape (x, y, z)  chunks (x, y, z)  shards (x, y, z)       voxel size (x, y, z) mm" in out
+    assert "0              120x100x20          64x64x20        128x128x20           0.004, 0.004, 0.008" in out
 
 
 def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
@@ -100,3 +101,18 @@ def test_an_empty_input_folder_is_said_to_be_empty(tmp_path, capsys):
     assert main(["convert", str(tmp_path / "scans"), str(tmp_path / "out.ome.zarr")]) == 2
     err = capsys.readouterr().err
     assert err == f"bigvolume: error: {tmp_path / 'scans'}: the folder is empty\n"
+
+
+def test_info_says_the_sizes_of_time_and_channel_axes(tmp_path, capsys):
+    import zarr
+
+    path = tmp_path / "tczyx.ome.zarr"
+    root = zarr.open_group(path, mode="w", zarr_format=3)
+    root.create_array("0", data=np.zeros((2, 3, 4, 5, 6), np.uint8), dimension_names=list("tczyx"))
+    root.attrs.put({"ome": {"version": "0.5", "multiscales": [{
+        "axes": [{"name": "t", "type": "time"}, {"name": "c", "type": "channel"}]
+        + [{"name": n, "type": "space", "unit": "micrometer"} for n in "zyx"],
+        "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1, 1, 2, 1, 1]}]}]}]}})
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "axes: t (time, size 2), c (channel, size 3), z (space, micrometer)" in out and " 6x5x4 " in out

@@ -16,20 +16,30 @@ def _format_bytes(n):
     return f"{n:.1f} TB"
 
 
+def _xyz(level, sizes):
+    """Sizes in array order (all axes) as XxYxZ, the order of Slicer and of the voxel sizes."""
+    named = dict(zip(level.axis_names, sizes))
+    return "x".join(str(named.get(axis, 1)) for axis in "xyz")
+
+
 def print_info(image, out=None):
     out = out or sys.stdout
     info = image.describe()
-    axes = ", ".join(f"{a['name']} ({a['type']}{', ' + a['unit'] if a['unit'] else ''})" for a in info["axes"])
+    # The table shows the space axes only: the sizes of a time or channel axis are said here.
+    sizes = dict(zip(image.levels[0].axis_names, image.levels[0].shape))
+    axes = ", ".join(f"{a['name']} ({a['type']}{', ' + a['unit'] if a['unit'] else ''}"
+                     + ("" if a["type"] == "space" else f", size {sizes[a['name']]}") + ")" for a in info["axes"])
     size = " x ".join(f"{v:.4g}" for v in info["physical_size_mm"])
     print(f"{info['location']}", file=out)
     print(f"  OME-NGFF {info['ngff_version']} on Zarr v{info['zarr_format']}, {info['dtype']}, axes: {axes}", file=out)
     print(f"  physical size (x, y, z): {size} mm", file=out)
-    print(f"  {'level':>5}  {'shape':>22}  {'chunks':>16}  {'shards':>16}  {'voxel size x, y, z (mm)':>28}", file=out)
-    for lvl in info["levels"]:
-        shards = "x".join(map(str, lvl["shards"])) if lvl["shards"] else "-"
-        voxel = ", ".join(f"{v:.4g}" for v in lvl["voxel_size_mm"])
-        print(f"  {lvl['index']:>5}  {'x'.join(map(str, lvl['shape'])):>22}  {'x'.join(map(str, lvl['chunks'])):>16}"
-              f"  {shards:>16}  {voxel:>28}", file=out)
+    print(f"  {'level':>5}  {'shape (x, y, z)':>22}  {'chunks (x, y, z)':>16}  {'shards (x, y, z)':>16}"
+          f"  {'voxel size (x, y, z) mm':>28}", file=out)
+    for lvl in image.levels:
+        shards = _xyz(lvl, lvl.shards) if lvl.shards else "-"
+        voxel = ", ".join(f"{v:.4g}" for v in lvl.voxel_size_mm)
+        print(f"  {lvl.index:>5}  {_xyz(lvl, lvl.shape):>22}  {_xyz(lvl, lvl.chunks):>16}  {shards:>16}  {voxel:>28}",
+              file=out)
     lo, hi = image.bounds_ras()
     print(f"  RAS bounds (voxel centres): [{lo[0]:.4g}, {hi[0]:.4g}] x [{lo[1]:.4g}, {hi[1]:.4g}] x [{lo[2]:.4g}, {hi[2]:.4g}] mm", file=out)
     for warning in info["warnings"]:

@@ -142,6 +142,19 @@ def test_the_layers_check_reads_subpackages_and_importing_calls(tmp_path, monkey
         ("ingest/more.py", ["BigVolumeSegmentLib", "qt", "vtk"]), ("ingest/views.py", ["BigVolumeLib"])]
 
 
+def test_no_file_refers_to_a_design_document_the_repository_lacks():
+    document = "DESIGN.md"
+    files = []
+    for parent, dirs, names in os.walk(ROOT):
+        dirs[:] = [d for d in dirs if d not in (".git", ".venv")]
+        files += [os.path.join(parent, n) for n in names]
+    if any(os.path.basename(f) == document for f in files):
+        return
+    referring = [os.path.relpath(f, ROOT) for f in files if f.endswith((".py", ".md")) and f != __file__
+                 and document in open(f, encoding="utf-8", errors="replace").read()]  # this file names it to look
+    assert referring == [], f"the repository has no {document}"
+
+
 def test_console_command_is_declared():
     project = tomllib.load(open(os.path.join(ROOT, "pyproject.toml"), "rb"))["project"]
     assert project["scripts"]["bigvolume"] == "bigvolume.tools.cli:main"

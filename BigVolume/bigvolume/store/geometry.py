@@ -1,6 +1,6 @@
 """Geometry: voxel index to physical position, the way ITK and Slicer define it.
 
-Conventions (see DESIGN.md, "Geometry"):
+Conventions:
 
 - Store x, y, z are ITK physical space (LPS). RAS = diag(-1, -1, 1) @ LPS.
 - Vectors here are in x, y, z order (ITK and Slicer order); arrays are z, y, x.

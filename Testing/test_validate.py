@@ -97,6 +97,18 @@ def test_multiscales_transformations(store):
                                       "by one translation; got ['rotation']"]
 
 
+@pytest.mark.parametrize("axes, message", [
+    ("zyx", "axes must be a list of 2 to 5 entries, got 'zyx'"),
+    ([{"name": "z"}, {"type": "space"}, {"name": "x"}], "axis {'type': 'space'} is not an object with a name"),
+])
+def test_rejected_axes_leave_no_follow_on_messages_with_a_count(store, axes, message):
+    def change(attrs):
+        attrs["ome"]["multiscales"][0]["axes"] = axes
+        attrs["ome"]["multiscales"][0]["datasets"][1]["coordinateTransformations"][0]["scale"] = [2.0, -2.0, 2.0]
+    _edit_root(store, change)
+    assert validate(store).errors == [message, "dataset 1 ('1'): scale [2.0, -2.0, 2.0] must be positive numbers"]
+
+
 def test_transforms_and_level_order(store):
     def change(attrs):
         datasets = attrs["ome"]["multiscales"][0]["datasets"]

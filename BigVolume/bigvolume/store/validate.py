@@ -65,14 +65,15 @@ def _root_attrs(path, report):
 
 
 def _check_axes(axes, report):
+    """The axis names, or None if the axes are rejected (the number of axes is then unknown)."""
     if not isinstance(axes, list) or not 2 <= len(axes) <= 5:
         report.errors.append(f"axes must be a list of 2 to 5 entries, got {axes!r}")
-        return []
+        return None
     names, kinds = [], []
     for axis in axes:
         if not isinstance(axis, dict) or "name" not in axis:
             report.errors.append(f"axis {axis!r} is not an object with a name")
-            return []
+            return None
         names.append(axis["name"])
         kind = axis.get("type")
         kinds.append(kind)
@@ -103,6 +104,7 @@ def _check_axes(axes, report):
 
 
 def _check_transforms(where, transforms, ndim, report):
+    """The scale, or None if rejected; `ndim` None (axes rejected) leaves the lengths unchecked."""
     if not isinstance(transforms, list) or not transforms:
         report.errors.append(f"{where}: coordinateTransformations must be a non-empty list")
         return None
@@ -111,14 +113,16 @@ def _check_transforms(where, transforms, ndim, report):
         report.errors.append(f"{where}: coordinateTransformations must be one scale, optionally followed by one "
                              f"translation; got {kinds}")
         return None
+    count = "" if ndim is None else f"{ndim} "
     scale = transforms[0].get("scale")
-    if not isinstance(scale, list) or len(scale) != ndim or any(not isinstance(v, (int, float)) or v <= 0 for v in scale):
-        report.errors.append(f"{where}: scale {scale!r} must be {ndim} positive numbers")
+    if (not isinstance(scale, list) or (ndim is not None and len(scale) != ndim)
+            or any(not isinstance(v, (int, float)) or v <= 0 for v in scale)):
+        report.errors.append(f"{where}: scale {scale!r} must be {count}positive numbers")
         return None
     if len(transforms) == 2:
         translation = transforms[1].get("translation")
-        if not isinstance(translation, list) or len(translation) != ndim:
-            report.errors.append(f"{where}: translation {translation!r} must be {ndim} numbers")
+        if not isinstance(translation, list) or (ndim is not None and len(translation) != ndim):
+            report.errors.append(f"{where}: translation {translation!r} must be {count}numbers")
     return scale
 
 
@@ -177,7 +181,7 @@ def validate(store, deep=False):
     if version not in ("0.4", "0.5"):
         report.warnings.append(f"version {version!r}: only 0.4 and 0.5 are checked in full")
     names = _check_axes(multiscales.get("axes"), report)
-    ndim = len(names)
+    ndim = None if names is None else len(names)
     if "coordinateTransformations" in multiscales:  # optional; the same rules as a dataset's
         _check_transforms("multiscales", multiscales["coordinateTransformations"], ndim, report)
     datasets = multiscales.get("datasets")
@@ -201,14 +205,17 @@ def validate(store, deep=False):
             report.errors.append(f"{where}: no array at this path (missing level)")
             continue
         shape = meta["shape"]
-        if len(shape) != ndim:
+        if ndim is not None and len(shape) != ndim:
             report.errors.append(f"{where}: array has {len(shape)} dimensions, the axes name {ndim}")
+            continue
+        if previous_shape is not None and len(shape) != len(previous_shape):  # all that is left if axes are rejected
+            report.errors.append(f"{where}: array has {len(shape)} dimensions, the level before {len(previous_shape)}")
             continue
         level_dtype = meta.get("data_type", meta.get("dtype"))
         if dtype is not None and level_dtype != dtype:
             report.errors.append(f"{where}: data type {level_dtype} differs from level 0's {dtype}")
         dtype = dtype or level_dtype
-        if zarr_format == 3 and meta.get("dimension_names") not in (None, names):
+        if zarr_format == 3 and names is not None and meta.get("dimension_names") not in (None, names):
             report.errors.append(f"{where}: dimension_names {meta.get('dimension_names')} differ from the axes {names}")
         if scale is not None and previous_scale is not None and any(s < p for s, p in zip(scale, previous_scale)):
             report.errors.append(f"{where}: scale {scale} is finer than the level before ({previous_scale}); "

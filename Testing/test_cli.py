@@ -9,6 +9,7 @@ import pytest
 import bigvolume
 from bigvolume import VolumeGeometry
 from bigvolume.tools.cli import main
+from bigvolume.tools.convert import convert
 from bigvolume.tools.progress import ProgressBar
 
 
@@ -116,3 +117,29 @@ def test_info_says_the_sizes_of_time_and_channel_axes(tmp_path, capsys):
     assert main(["info", str(path)]) == 0
     out = capsys.readouterr().out
     assert "axes: t (time, size 2), c (channel, size 3), z (space, micrometer)" in out and " 6x5x4 " in out
+
+
+@pytest.fixture
+def raw(tmp_path):
+    path = tmp_path / "scan.raw"
+    np.arange(32 * 32 * 32, dtype=np.uint16).tofile(path)
+    return path
+
+
+def convert_args(*paths):
+    return ["convert", "--raw-size", "32", "32", "32", "--workers", "1", *map(str, paths)]
+
+
+def test_an_existing_output_is_refused_in_the_words_of_the_command_line(raw, tmp_path, capsys):
+    taken = tmp_path / "out" / "scan.ome.zarr"
+    taken.mkdir(parents=True)
+    with pytest.raises(bigvolume.StoreError, match=r"pass overwrite=True"):  # Python callers: the keyword
+        convert(raw, taken, reader_options={"size": (32, 32, 32), "dtype": "uint16"}, workers=1)
+    assert main(convert_args(raw, taken)) == 2
+    assert capsys.readouterr().err == f"bigvolume: error: {taken}: already exists; choose another output or pass " \
+                                      f"--overwrite to replace it\n"
+    other = tmp_path / "other.raw"
+    other.write_bytes(raw.read_bytes())
+    assert main(convert_args(raw, other, tmp_path / "out")) == 1  # a batch: in its report and its summary
+    out = capsys.readouterr().out
+    assert out.count("pass --overwrite to replace it") == 2 and "=True" not in out

@@ -3,6 +3,7 @@
 import argparse
 import json
 import os
+import re
 import sys
 
 from ..errors import BigVolumeError
@@ -14,6 +15,19 @@ def _format_bytes(n):
             return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
         n /= 1000.0
     return f"{n:.1f} TB"
+
+
+# The core advises Python callers ("pass overwrite=True"); the command line gives the same advice as its options.
+_KEYWORDS = ((re.compile(r"\b(overwrite|resume)(?:=True)? \(--\1\)"), r"--\1"),  # both named: the option stays
+             (re.compile(r"\b(overwrite|resume)=True\b"), r"--\1"),
+             (re.compile(r"\((overwrite|resume)\)"), r"(--\1)"))
+
+
+def _as_options(message):
+    """An error message with the core's keyword arguments (overwrite=True) named as the options (--overwrite)."""
+    for pattern, option in _KEYWORDS:
+        message = pattern.sub(option, message)
+    return message
 
 
 def _xyz(level, sizes):
@@ -269,8 +283,12 @@ def _run_conversions(inputs, output, batch, options, cancel, on_start, on_done):
     from .convert import ConversionResult, convert, convert_batch
     from ..errors import WriteCancelled
 
+    def done(result):  # a batch records each failure, in the core's words
+        result.error = result.error and _as_options(result.error)
+        on_done(result)
+
     if batch:
-        return convert_batch(inputs, output, on_start=on_start, on_done=on_done, cancel=cancel, **options)
+        return convert_batch(inputs, output, on_start=on_start, on_done=done, cancel=cancel, **options)
     on_start(0, 1, inputs[0], output)
     start = time.perf_counter()
     try:
@@ -381,8 +399,9 @@ def main(argv=None):
     try:
         return args.func(args)
     except (BigVolumeError, OSError) as error:
-        print(f"bigvolume: error: {error}", file=sys.stderr)
-        _json_error(args, str(error))
+        message = _as_options(str(error))
+        print(f"bigvolume: error: {message}", file=sys.stderr)
+        _json_error(args, message)
         return 2
     except KeyboardInterrupt:
         message = "interrupted" + ("; run the same command with --resume to continue where it stopped"

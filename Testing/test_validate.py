@@ -51,6 +51,25 @@ def test_peer_store_is_valid(tmp_path):
     assert validate(tmp_path / "peer.zarr").valid, validate(tmp_path / "peer.zarr").text()
 
 
+@pytest.mark.parametrize("version", ["0.1", "0.2", "0.3"])
+def test_an_older_version_is_valid_only_as_far_as_checked(tmp_path, version):
+    path = tmp_path / "old.ome.zarr"
+    bigvolume.write_pyramid(np.ones((20, 40, 40), np.uint8), path, ngff_version="0.4", coarsest=16)
+    attrs = json.loads((path / ".zattrs").read_text())
+    multiscale = attrs["multiscales"][0]
+    multiscale["version"] = version
+    if version == "0.3":
+        multiscale["axes"] = ["z", "y", "x"]
+    else:
+        del multiscale["axes"]
+    for dataset in multiscale["datasets"]:
+        del dataset["coordinateTransformations"]  # from 0.4 on
+    (path / ".zattrs").write_text(json.dumps(attrs))
+    report = validate(path)
+    assert report.valid and report.text().startswith(f"{path}: valid as far as checked - OME-NGFF {version}")
+    assert f"NGFF {version} is checked only for its datasets" in report.warnings[0]
+
+
 def test_unfinished_store(store):
     _edit_root(store, lambda a: a["bigvolume"]["write"].update(state="in-progress"))
     report = validate(store)

@@ -143,3 +143,12 @@ def test_an_existing_output_is_refused_in_the_words_of_the_command_line(raw, tmp
     assert main(convert_args(raw, other, tmp_path / "out")) == 1  # a batch: in its report and its summary
     out = capsys.readouterr().out
     assert out.count("pass --overwrite to replace it") == 2 and "=True" not in out
+
+
+def test_validate_deep_says_how_many_chunks_it_read(store, capsys):
+    assert main(["validate", str(store)]) == 0
+    assert "chunks read" not in capsys.readouterr().out
+    assert main(["validate", "--deep", str(store)]) == 0
+    assert capsys.readouterr().out.endswith("data type uint8, chunks read 6\n")  # 2 x 2 + 1 + 1
+    assert main(["validate", "--deep", "--json", str(store)]) == 0
+    assert json.loads(capsys.readouterr().out)["facts"]["chunks read"] == 6

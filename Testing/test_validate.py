@@ -149,6 +149,51 @@ def test_a_dataset_without_a_path(store):
     assert validate(store).errors == ["dataset 1 has no 'path'"]
 
 
+def _channel(**change):
+    channel = {"active": True, "color": "0000FF", "label": "LaminB1",
+               "window": {"min": 0, "max": 65535, "start": 0, "end": 1500}}
+    return {**channel, **change}
+
+
+def test_omero_channels(store):
+    _edit_root(store, lambda a: a["ome"].update(omero={"channels": [
+        _channel(),
+        _channel(color=255, label=7, active="yes"),
+        _channel(window={"min": 0, "max": 65535, "start": 0}),
+        _channel(window={"min": 0, "max": 65535, "start": True, "end": 1500}),
+        "red",
+    ]}))
+    assert validate(store).errors == [
+        "omero channel 1: color 255 must be 6 hexadecimal digits (RRGGBB)",
+        "omero channel 1: label 7 must be a string",
+        "omero channel 1: active 'yes' must be true or false",
+        "omero channel 2: window {'min': 0, 'max': 65535, 'start': 0} must be an object with numbers min, max, start "
+        "and end",
+        "omero channel 3: window {'min': 0, 'max': 65535, 'start': True, 'end': 1500} must be an object with numbers "
+        "min, max, start and end",
+        "omero channel 4 is not an object",
+    ]
+
+
+def test_omero_without_a_list_of_channels(store):
+    _edit_root(store, lambda a: a["ome"].update(omero={"channels": _channel()}))
+    assert validate(store).errors == ["omero metadata must be an object with a 'channels' list"]
+
+
+@pytest.mark.parametrize("version", ["0.5", "0.4"])
+def test_omero_color_not_in_hexadecimal_digits(tmp_path, version):
+    path = tmp_path / "s.ome.zarr"
+    bigvolume.write_pyramid(np.ones((20, 40, 40), np.uint8), path, ngff_version=version, coarsest=16)
+    attributes_file = path / ("zarr.json" if version == "0.5" else ".zattrs")
+    meta = json.loads(attributes_file.read_text())
+    attrs = meta["attributes"]["ome"] if version == "0.5" else meta
+    attrs["omero"] = {"channels": [_channel(color="#0000FF")]}
+    attributes_file.write_text(json.dumps(meta))
+    report = validate(path)
+    message = "omero channel 0: color '#0000FF' must be 6 hexadecimal digits (RRGGBB)"
+    assert message in (report.errors if version == "0.5" else report.warnings)  # a MUST only from 0.5 on
+
+
 def test_deep_check_names_a_corrupt_shard(store):
     shard = store / "0" / "c" / "1" / "0" / "0"
     shard.write_bytes(shard.read_bytes()[:-7])

@@ -6,8 +6,10 @@ first, then channel, then 2-3 space axes; every dataset path is an array with
 one dimension per axis; each dataset (and the multiscale, if it has any) has
 one scale (positive, one value per axis) optionally followed by one
 translation; levels go from finest to coarsest; Zarr v3 dimension_names match
-the axes. A unit that is not UDUNITS-2 for its axis type is a warning (the
-spec says SHOULD), as is conformant metadata that BigVolume cannot open.
+the axes; the optional omero channels have a color (6 hexadecimal digits)
+and a window (min, max, start, end). A unit that is not UDUNITS-2 for its
+axis type is a warning (the spec says SHOULD), as is conformant metadata that
+BigVolume cannot open.
 Other versions are checked only for their datasets, arrays and completeness,
 and are at best "valid as far as checked".
 
@@ -18,6 +20,7 @@ stored chunk or shard (checksums included) and names the first that fails.
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -131,6 +134,40 @@ def _check_transforms(where, transforms, ndim, report):
     return scale
 
 
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)  # JSON true is no number
+
+
+def _check_omero(omero, version, report):
+    """The transitional "omero" rendering metadata.
+
+    The 0.4 and 0.5 schemas (and the 0.5 text) require a list of channels,
+    each with a string color and a window of numbers min, max, start and end,
+    a label being a string and active a boolean: errors. Only 0.5 requires the
+    color to be 6 hexadecimal digits (0.4 just shows it so in its example),
+    so in 0.4 a string of another form is a warning.
+    """
+    if not isinstance(omero, dict) or not isinstance(omero.get("channels"), list):
+        report.errors.append("omero metadata must be an object with a 'channels' list")
+        return
+    for i, channel in enumerate(omero["channels"]):
+        where = f"omero channel {i}"
+        if not isinstance(channel, dict):
+            report.errors.append(f"{where} is not an object")
+            continue
+        color = channel.get("color")
+        if not (isinstance(color, str) and re.fullmatch("[0-9A-Fa-f]{6}", color)):
+            problems = report.errors if version == "0.5" or not isinstance(color, str) else report.warnings
+            problems.append(f"{where}: color {color!r} must be 6 hexadecimal digits (RRGGBB)")
+        window = channel.get("window")
+        if not isinstance(window, dict) or not all(_is_number(window.get(k)) for k in ("min", "max", "start", "end")):
+            report.errors.append(f"{where}: window {window!r} must be an object with numbers min, max, start and end")
+        if not isinstance(channel.get("label", ""), str):
+            report.errors.append(f"{where}: label {channel['label']!r} must be a string")
+        if not isinstance(channel.get("active", True), bool):
+            report.errors.append(f"{where}: active {channel['active']!r} must be true or false")
+
+
 def _array_meta(path):
     for name in ("zarr.json", ".zarray"):
         file = os.path.join(path, name)
@@ -193,6 +230,9 @@ def validate(store, deep=False):
     ndim = None if names is None else len(names)
     if not report.partial and "coordinateTransformations" in multiscales:  # optional; the same rules as a dataset's
         _check_transforms("multiscales", multiscales["coordinateTransformations"], ndim, report)
+    namespace = attrs["ome"] if isinstance(attrs.get("ome"), dict) else attrs  # where 0.5 and 0.4 keep "omero"
+    if not report.partial and "omero" in namespace:
+        _check_omero(namespace["omero"], version, report)
     datasets = multiscales.get("datasets")
     if not isinstance(datasets, list) or not datasets:
         report.errors.append("multiscales lists no datasets")

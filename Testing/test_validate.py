@@ -110,6 +110,16 @@ def test_a_space_axis_in_seconds_is_valid_but_bigvolume_cannot_open_it(store):
     assert any(w.startswith("BigVolume cannot open it: ") and "'second'" in w for w in validate(store).warnings)
 
 
+def test_scale_and_translation_values_are_json_numbers(store):
+    def change(attrs):
+        datasets = attrs["ome"]["multiscales"][0]["datasets"]
+        datasets[1]["coordinateTransformations"][0]["scale"] = [True, 2.0, 2.0]
+        datasets[2]["coordinateTransformations"][1]["translation"] = ["1.5", 1.5, 1.5]
+    _edit_root(store, change)
+    assert validate(store).errors == ["dataset 1 ('1'): scale [True, 2.0, 2.0] must be 3 positive numbers",
+                                      "dataset 2 ('2'): translation ['1.5', 1.5, 1.5] must be 3 numbers"]
+
+
 def test_multiscales_transformations(store):
     _edit_root(store, lambda a: a["ome"]["multiscales"][0].update(coordinateTransformations=[{"type": "rotation"}]))
     assert validate(store).errors == ["multiscales: coordinateTransformations must be one scale, optionally followed "

@@ -111,6 +111,10 @@ def _check_axes(axes, report):
     return names
 
 
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)  # JSON true is no number
+
+
 def _check_transforms(where, transforms, ndim, report):
     """The scale, or None if rejected; `ndim` None (axes rejected) leaves the lengths unchecked."""
     if not isinstance(transforms, list) or not transforms:
@@ -124,18 +128,15 @@ def _check_transforms(where, transforms, ndim, report):
     count = "" if ndim is None else f"{ndim} "
     scale = transforms[0].get("scale")
     if (not isinstance(scale, list) or (ndim is not None and len(scale) != ndim)
-            or any(not isinstance(v, (int, float)) or v <= 0 for v in scale)):
+            or any(not _is_number(v) or v <= 0 for v in scale)):
         report.errors.append(f"{where}: scale {scale!r} must be {count}positive numbers")
         return None
     if len(transforms) == 2:
         translation = transforms[1].get("translation")
-        if not isinstance(translation, list) or (ndim is not None and len(translation) != ndim):
+        if (not isinstance(translation, list) or (ndim is not None and len(translation) != ndim)
+                or not all(_is_number(v) for v in translation)):
             report.errors.append(f"{where}: translation {translation!r} must be {count}numbers")
     return scale
-
-
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)  # JSON true is no number
 
 
 def _check_omero(omero, version, report):

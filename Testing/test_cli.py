@@ -1,5 +1,6 @@
 import io
 import json
+import os
 import subprocess
 import sys
 
@@ -152,3 +153,37 @@ def test_validate_deep_says_how_many_chunks_it_read(store, capsys):
     assert capsys.readouterr().out.endswith("data type uint8, chunks read 6\n")  # 2 x 2 + 1 + 1
     assert main(["validate", "--deep", "--json", str(store)]) == 0
     assert json.loads(capsys.readouterr().out)["facts"]["chunks read"] == 6
+
+
+def run_into_a_closed_pipe(*args):
+    """The command line with stdout a pipe its reader has closed, as `| head` does once it has its lines."""
+    read, write = os.pipe()
+    os.close(read)
+    # stdout block-buffered, as usual on a pipe: what breaks is a later flush (a progress line, the last one)
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
+    try:
+        return subprocess.run([sys.executable, "-m", "bigvolume", *args], stdout=write, stderr=subprocess.PIPE,
+                              text=True, env=env, timeout=120)
+    finally:
+        os.close(write)
+
+
+def test_a_closed_stdout_ends_info_quietly(store):
+    result = run_into_a_closed_pipe("info", "--json", str(store))
+    assert (result.returncode, result.stderr) == (141, "")
+
+
+def test_a_conversion_stopped_by_a_closed_stdout_says_how_to_resume(raw, tmp_path, capsys):
+    other = tmp_path / "other.raw"
+    other.write_bytes(raw.read_bytes())
+    for paths, unfinished in (([raw, tmp_path / "one.ome.zarr"], tmp_path / "one.ome.zarr"),
+                              ([raw, other, tmp_path / "batch"], tmp_path / "batch" / "scan.ome.zarr")):
+        result = run_into_a_closed_pipe(*convert_args(*paths))
+        assert result.returncode == 141
+        assert result.stderr == "bigvolume: output closed, conversion stopped; run the same command with --resume " \
+                                "to continue where it stopped\n"
+        with pytest.raises(bigvolume.IncompleteStoreError):
+            bigvolume.open_image(unfinished)
+    assert not (tmp_path / "batch" / "other.ome.zarr").exists()  # the batch stopped too
+    assert main(convert_args(raw, other, tmp_path / "batch", "--resume")) == 0
+    assert bigvolume.open_image(tmp_path / "batch" / "scan.ome.zarr").levels[0].volume_shape == (32, 32, 32)

@@ -8,6 +8,8 @@ import sys
 
 from ..errors import BigVolumeError
 
+RESUME = "run the same command with --resume to continue where it stopped"  # after a conversion stopped midway
+
 
 def _format_bytes(n):
     for unit in ("B", "KB", "MB", "GB", "TB"):
@@ -150,10 +152,7 @@ class _JsonEvents:
         except OSError:  # the reader is gone: stop writing and stop the conversion
             self.out = None
             self.cancel.set()
-            try:  # so that the interpreter's final flush does not fail on the broken pipe either
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            except (OSError, ValueError):
-                pass
+            _stdout_to_devnull()
 
     def progress(self, done, total, unit_bytes):
         import time
@@ -163,6 +162,14 @@ class _JsonEvents:
             return
         self.last_progress = now
         self.emit("progress", done=done, total=total, bytes_per_unit=unit_bytes)
+
+
+def _stdout_to_devnull():
+    """After a broken pipe on stdout: so that what is still buffered, and the interpreter's final flush, go nowhere."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # no file descriptor (stdout replaced, as in tests)
+        pass
 
 
 def _watch_stdin_for_cancel(cancel):
@@ -247,7 +254,11 @@ def _cmd_convert(args):
             print(f"  {result.status}: {result.error}", file=out)
 
     options.update(progress=progress, on_open=on_open)
-    results = _run_conversions(inputs, output, batch, options, cancel, on_start, on_done)
+    try:
+        results = _run_conversions(inputs, output, batch, options, cancel, on_start, on_done)
+    except BrokenPipeError:  # stdout's reader has gone (| head) mid-conversion: the output is unfinished
+        print(f"bigvolume: output closed, conversion stopped; {RESUME}", file=sys.stderr)
+        raise
     print(file=out)
     print(summary_table(results), file=out)
     return 0 if all(r.ok for r in results) else 1
@@ -400,15 +411,19 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at the interpreter's exit
+        return code
+    except BrokenPipeError:  # stdout's reader has gone (| head): stop quietly, as a command stopped by SIGPIPE does
+        _stdout_to_devnull()
+        return 141  # 128 + SIGPIPE, what a shell reports for such a command
     except (BigVolumeError, OSError) as error:
         message = _as_options(str(error))
         print(f"bigvolume: error: {message}", file=sys.stderr)
         _json_error(args, message)
         return 2
     except KeyboardInterrupt:
-        message = "interrupted" + ("; run the same command with --resume to continue where it stopped"
-                                   if args.command == "convert" else "")
+        message = "interrupted" + (f"; {RESUME}" if args.command == "convert" else "")
         print(f"bigvolume: {message}", file=sys.stderr)
         _json_error(args, message)
         return 130

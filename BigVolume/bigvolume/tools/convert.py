@@ -109,8 +109,9 @@ def convert_batch(inputs, folder, *, on_start=None, on_done=None, cancel=None, *
     """Convert each input into `folder`/<name>.ome.zarr; failures are recorded and the batch goes on.
 
     on_start(index, count, input, output) and on_done(result) let a caller print as it goes.
-    Ctrl-C (KeyboardInterrupt) stops the batch: the current output stays resumable and the
-    remaining inputs are reported as not started, then the interrupt is raised again.
+    Ctrl-C (KeyboardInterrupt), or a callback's BrokenPipeError (the reader of what it prints has
+    gone), stops the batch: the current output stays resumable and the remaining inputs are
+    reported as not started, then the exception is raised again.
     """
     folder = os.fspath(folder)
     outputs = [os.path.join(folder, output_name(p)) for p in inputs]
@@ -131,7 +132,7 @@ def convert_batch(inputs, folder, *, on_start=None, on_done=None, cancel=None, *
             results[index] = convert(path, out, cancel=cancel, **options)
         except WriteCancelled as error:
             results[index].status, results[index].error = "cancelled", str(error)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, BrokenPipeError):
             results[index].status = "interrupted"
             results[index].error = "interrupted; run again with --resume to continue"
             results[index].seconds = time.perf_counter() - start

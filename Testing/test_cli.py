@@ -173,7 +173,7 @@ def test_a_closed_stdout_ends_info_quietly(store):
     assert (result.returncode, result.stderr) == (141, "")
 
 
-def test_a_conversion_stopped_by_a_closed_stdout_says_how_to_resume(raw, tmp_path, capsys):
+def test_a_conversion_stopped_by_a_closed_stdout_says_how_to_resume(raw, tmp_path):
     other = tmp_path / "other.raw"
     other.write_bytes(raw.read_bytes())
     for paths, unfinished in (([raw, tmp_path / "one.ome.zarr"], tmp_path / "one.ome.zarr"),

@@ -601,7 +601,7 @@ class BigVolumeLogic(ScriptedLoadableModuleLogic):
         self.session.set_budget(nbytes)
 
     def setWorkers(self, workers: int) -> None:
-        """Fetch threads; streaming restarts with them (views keep their place) and the choice is remembered."""
+        """Reader threads; applies in place (nothing shown or cached is lost) and the choice is remembered."""
         self._settings().setValue(f"{self.settingsGroup}/FetchThreads", int(workers))
         self.session.set_workers(workers)
 
@@ -696,8 +696,8 @@ class BigVolumeLogic(ScriptedLoadableModuleLogic):
         return self.session.status_text() if self._session is not None else _("No store open.")
 
     def proxyNodeIDs(self) -> list:
-        views = self.session.views
-        return [s.proxy.GetID() for s in views.streamers.values()] if views else []
+        streamed = self.session.streamed
+        return [s.proxy.GetID() for s in streamed.streamers.values()] if streamed else []
 
     # -- data -------------------------------------------------------------------
     def read(self, level: int, box):
@@ -777,9 +777,9 @@ class BigVolumeTest(ScriptedLoadableModuleTest):
         import time
 
         deadline = time.time() + seconds
-        while time.time() < deadline and not all(s.complete for s in logic.session.views.streamers.values()):
+        while time.time() < deadline and not all(s.complete for s in logic.session.streamed.streamers.values()):
             slicer.app.processEvents()
-        self.assertTrue(all(s.complete for s in logic.session.views.streamers.values()))
+        self.assertTrue(all(s.complete for s in logic.session.streamed.streamers.values()))
 
     def test_OpenStreamAndExport(self):
         import numpy as np

@@ -6,13 +6,14 @@ import pytest
 import bigvolume
 from bigvolume import CorruptChunkError
 from bigvolume.streaming.cache import ChunkCache
-from bigvolume.streaming.chunk_io import DirectChunkReader, TensorstoreReader, ZarrChunkReader, chunk_grid_shape, default_reader
-from bigvolume.streaming.engine import VISIBLE, FetchEngine
+from bigvolume.streaming.engine import FetchEngine
+from bigvolume.streaming.ordering import VISIBLE
+from bigvolume.streaming.readers import DirectChunkReader, TensorstoreReader, ZarrChunkReader, default_reader
+from bigvolume.streaming.sources import ChunkSource
 
 
 def _all_chunks(level):
-    g = chunk_grid_shape(level)
-    return [(z, y, x) for z in range(g[0]) for y in range(g[1]) for x in range(g[2])]
+    return level.all_chunks()
 
 
 @pytest.mark.parametrize("options", [
@@ -80,35 +81,41 @@ def test_truncated_shard_is_reported(tmp_path):
         reader.read_chunks(0, [(1, 0, 0)])
 
 
-def test_fetch_engine_survives_a_corrupt_chunk(tmp_path):
+@pytest.mark.parametrize("reader_class", [TensorstoreReader, DirectChunkReader, ZarrChunkReader])
+def test_fetch_engine_survives_a_corrupt_chunk(tmp_path, reader_class):
     path, volume = _corrupt_one_chunk(tmp_path, None)
     (path / "0" / "c" / "1" / "1" / "1").write_bytes(b"garbage")
     image = bigvolume.open_image(path)
-    engine = FetchEngine(image, cache=ChunkCache(1 << 24), batch=1)
-    keys = [(0, (1, 1, 1)), (0, (0, 0, 0)), (0, (1, 0, 0))]
-    engine.submit("view", [((VISIBLE, 0, float(i)), key) for i, key in enumerate(keys)])
+    engine = FetchEngine(ChunkCache(1 << 24))
+    source = engine.add_source(ChunkSource(image, reader=reader_class(image)))
+    coords = [(1, 1, 1), (0, 0, 0), (1, 0, 0)]
+    engine.submit("view", [(VISIBLE, 0, float(i), source.key(0, c)) for i, c in enumerate(coords)])
     assert engine.wait_idle(10)
-    assert [key for key, _ in engine.errors] == [(0, (1, 1, 1))]
+    assert [key for key, _ in engine.errors] == [source.key(0, (1, 1, 1))] and engine.error_count == 1
     assert isinstance(engine.errors[0][1], CorruptChunkError)
-    np.testing.assert_array_equal(engine.cache.peek((0, (0, 0, 0))), volume[:16, :16, :16])
-    np.testing.assert_array_equal(engine.cache.peek((0, (1, 0, 0))), volume[16:, :16, :16])
+    np.testing.assert_array_equal(engine.cache.peek(source.key(0, (0, 0, 0))), volume[:16, :16, :16])
+    np.testing.assert_array_equal(engine.cache.peek(source.key(0, (1, 0, 0))), volume[16:, :16, :16])
+    engine.submit("view", [(VISIBLE, 0, 0.0, source.key(0, (1, 1, 1)))])  # a failed chunk is not read again
+    assert engine.wait_idle(10) and engine.error_count == 1
     engine.close()
 
 
-def test_engine_serves_best_priority_first_and_replaces_stale_submissions(tmp_path):
+def test_engine_keeps_a_bounded_error_list(tmp_path):
     path, _ = _corrupt_one_chunk(tmp_path, None)
+    for chunk in (path / "0" / "c").rglob("*"):
+        if chunk.is_file():
+            chunk.write_bytes(b"garbage")
     image = bigvolume.open_image(path)
-    order = []
+    engine = FetchEngine(ChunkCache(1 << 24))
+    source = engine.add_source(ChunkSource(image))
+    for round in range(40):  # many views asking for the same broken chunks: each is reported once
+        engine.submit(f"view{round}", [(VISIBLE, 0, 0.0, source.key(0, c)) for c in image.levels[0].all_chunks()])
+        engine.wait_idle(10)
+    assert engine.error_count == 8 and len(engine.errors) == 8
+    from bigvolume.streaming import engine as engine_module
 
-    class Recording(ZarrChunkReader):
-        def read_chunks(self, level_index, indices):
-            order.extend((level_index, i) for i in indices)
-            return super().read_chunks(level_index, indices)
-
-    engine = FetchEngine(image, cache=ChunkCache(1 << 24), reader=Recording(image), workers=0, batch=1)
-    engine.submit("a", [((VISIBLE, 0, 5.0), (0, (0, 0, 1))), ((VISIBLE, 0, 1.0), (0, (0, 0, 0)))])
-    engine.submit("b", [((VISIBLE, 0, 9.0), (0, (1, 1, 1)))])
-    engine.submit("b", [((VISIBLE, 0, 0.5), (0, (1, 0, 0)))])  # b moved: (1, 1, 1) is no longer wanted
-    engine.serve_until_idle()
-    assert order == [(0, (1, 0, 0)), (0, (0, 0, 0)), (0, (0, 0, 1))]
-    assert engine.wait_idle(1)
+    engine._fail(("x", 0, (9, 9, 9)), ValueError("one more"))
+    for i in range(engine_module._ERRORS_KEPT + 10):
+        engine._fail(("x", 0, (i, 0, 0)), ValueError("broken"))
+    assert len(engine.errors) == engine_module._ERRORS_KEPT and engine.error_count == 8 + engine_module._ERRORS_KEPT + 11
+    engine.close()

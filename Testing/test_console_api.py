@@ -25,9 +25,9 @@ def _scene():
 def _stream(logic):
     for _ in range(400):
         logic._timer.tick()
-        if all(s.complete for s in logic.session.views.streamers.values()):
+        if all(s.complete for s in logic.session.streamed.streamers.values()):
             return
-        logic.session.views.engine.wait_idle(5)
+        logic.session.streaming.engine.wait_idle(5)
     raise AssertionError("views did not complete")
 
 
@@ -87,7 +87,7 @@ def test_logic_open_select_settings_export_and_close(monkeypatch, tmp_path):
     assert Settings.store == {"BigVolume/RecentStores": [image.location], "BigVolume/FetchThreads": 1,
                               "BigVolume/CacheBudgetMB": 256}
     assert logic.workers == 1 and logic.budgetBytes == 256 * 1024**2
-    assert len(logic.session.views.engine._threads) == 1
+    assert logic.session.streaming.engine.workers == 1
 
     for level in (-1, logic.levelCount()):  # -1 would silently be the coarsest level through list indexing
         with pytest.raises(ValueError, match=f"Level {level} does not exist: the store has levels 0 to"):

@@ -1,6 +1,7 @@
 """The module's logic through the MRML layer: open, status, channel/time, settings, region export, scene save/restore."""
 
 import re
+import threading
 
 import numpy as np
 import pytest
@@ -56,9 +57,9 @@ def _views(size=(160, 140)):
 def _stream_until_complete(session):
     for _ in range(400):
         session.update()
-        if all(s.complete for s in session.views.streamers.values()):
+        if all(s.complete for s in session.streamed.streamers.values()):
             return
-        session.views.engine.wait_idle(5)
+        session.streaming.engine.wait_idle(5)
     raise AssertionError("views did not complete")
 
 
@@ -86,10 +87,11 @@ def test_open_streams_reports_status_and_close_frees_everything(store):
     assert "voxel size 500 x 500 x 800 um" in text and "level shown: Green:" in text
     assert scene_state.load_reference(views.scene)["location"] == image.location
 
-    engine = session.views.engine
+    engine = session.streaming.engine
     session.close()
     assert _volume_nodes(views.scene) == [] and len(engine.cache) == 0 and engine.cache.nbytes == 0
-    assert not any(thread.is_alive() for thread in engine._threads)  # the fetch threads have ended
+    assert engine.sources == {} and engine.in_flight == 0 and session.streaming is None
+    assert not [t for t in threading.enumerate() if t.name.startswith("bigvolume-")]  # no reader thread is left
     assert scene_state.load_reference(views.scene) is None
     assert session.status() == {"open": False} and session.status_text() == "No store open."
 
@@ -106,8 +108,8 @@ def test_a_wrong_path_keeps_the_current_store_streaming(store, tmp_path):
 
 
 def _shown_value(session, view="Red"):
-    streamer = next(s for s in session.views.streamers.values() if s.slice_node.GetName() == view)
-    return np.unique(streamer._buffer)
+    streamer = next(s for s in session.streamed.streamers.values() if s.slice_node.GetName() == view)
+    return np.unique(streamer.voxels)
 
 
 def test_switching_channel_and_time_point_restreams_in_place(tc_store):
@@ -120,18 +122,18 @@ def test_switching_channel_and_time_point_restreams_in_place(tc_store):
     red = views.scene.GetSingletonNode("Red", "vtkMRMLSliceNode")
     red.GetSliceToRAS().SetElement(2, 3, 20.0)  # move the view: switching must keep it there
     red.UpdateMatrices()
-    window = session.views.window_level
+    window = session.window_level
 
     session.select(channel=2)
     _stream_until_complete(session)
     assert list(_shown_value(session)) == [201] and session.channel == 2
     assert red.GetSliceToRAS().GetElement(2, 3) == 20.0
-    channel_window = session.views.window_level
+    channel_window = session.window_level
     assert channel_window != window  # a new channel gets its own window
     session.select(time_point=1)
     _stream_until_complete(session)
     assert list(_shown_value(session)) == [1201]
-    assert session.views.window_level == channel_window  # the same channel at another time keeps it
+    assert session.window_level == channel_window  # the same channel at another time keeps it
     assert scene_state.load_reference(views.scene)["channel"] == 2
     assert scene_state.load_reference(views.scene)["timePoint"] == 1
     with pytest.raises(ValueError, match="channel index 3 is outside"):
@@ -146,17 +148,28 @@ def test_budget_and_workers_apply_while_streaming(store):
     session = BigVolumeSession(views.scene, cache_bytes=256 * 1024**2, workers=2)
     session.open(path)
     _stream_until_complete(session)
-    before = session.views.engine.cache.nbytes
+    cache = session.streaming.cache
+    before = cache.nbytes
     assert before > 16 * 16 * 16 * 2 * 4
-    session.set_budget(16 * 16 * 16 * 2 * 4)  # room for four chunks: the least recently used go at once
-    assert session.views.engine.cache.nbytes <= 16 * 16 * 16 * 2 * 4
     red = views.scene.GetSingletonNode("Red", "vtkMRMLSliceNode")
     position = [red.GetSliceToRAS().GetElement(r, 3) for r in range(3)]
-    window = session.views.window_level
-    session.set_workers(1)
-    assert len(session.views.engine._threads) == 1 and session.views.window_level == window
+    window = session.window_level
+    proxies = {s.proxy.GetID(): s.voxels.copy() for s in session.streamed.streamers.values()}
+    cached = dict(cache._items)
+    session.set_workers(1)  # in place: every proxy, what it shows and every cached chunk stay
+    assert session.streaming.engine.workers == 1 and session.window_level == window
+    assert {s.proxy.GetID() for s in session.streamed.streamers.values()} == set(proxies)
+    for streamer in session.streamed.streamers.values():
+        np.testing.assert_array_equal(streamer.voxels, proxies[streamer.proxy.GetID()])
+    assert cache is session.streaming.cache and cache.nbytes == before and all(k in cache for k in cached)
     assert [red.GetSliceToRAS().GetElement(r, 3) for r in range(3)] == position
-    assert session.views.engine.cache.budget_bytes == 16 * 16 * 16 * 2 * 4
+    red.GetSliceToRAS().SetElement(2, 3, red.GetSliceToRAS().GetElement(2, 3) + 3.2)
+    red.UpdateMatrices()
+    _stream_until_complete(session)  # and streaming goes on with the new setting
+    session.set_budget(16 * 16 * 16 * 2 * 4)  # room for four chunks: the least recently used go at once
+    assert session.streaming.cache.nbytes <= 16 * 16 * 16 * 2 * 4
+    assert session.streaming.cache.budget_bytes == 16 * 16 * 16 * 2 * 4
+    assert len(_volume_nodes(views.scene)) == 3
     session.close()
 
 
@@ -237,7 +250,7 @@ def test_saved_scene_refers_to_the_store_and_reopens_it_where_the_views_were(sto
     red.GetSliceToRAS().SetElement(2, 3, 30.0)
     red.UpdateMatrices()
     _stream_until_complete(session)
-    window = session.views.window_level
+    window = session.window_level
     mrml = tmp_path / "scene.mrml"
     views.scene.SetURL(str(mrml))
     assert views.scene.Commit()
@@ -255,7 +268,7 @@ def test_saved_scene_refers_to_the_store_and_reopens_it_where_the_views_were(sto
     red = reloaded.scene.GetSingletonNode("Red", "vtkMRMLSliceNode")
     assert red.GetSliceToRAS().GetElement(2, 3) == pytest.approx(30.0)
     assert red.GetFieldOfView()[0] == pytest.approx(20.0)
-    assert restored.levels()["Red"] == 0 and restored.views.window_level == pytest.approx(window)
+    assert restored.levels()["Red"] == 0 and restored.window_level == pytest.approx(window)
     restored.close()
     assert not BigVolumeSession(_views().scene).restore()  # a scene without a store reference
 

@@ -8,13 +8,13 @@ import slicer
 import vtk
 
 import bigvolume
-from bigvolume.streaming.chunk_io import ZarrChunkReader
-from bigvolume.streaming.engine import PREFETCH
+from bigvolume.streaming.ordering import PREFETCH
+from bigvolume.streaming.readers import ZarrChunkReader
 from bigvolume.streaming.window import display_window
 from bigvolume.streaming.level_choice import choose_level
 from bigvolume.tools.synthetic import SyntheticRockCore
-from BigVolumeLib.streaming.streaming_scene import StreamingViews
 from BigVolumeLib.offscreen.views import SliceScene
+from streaming_helpers import StreamedImage
 
 SHAPE = (96, 128, 160)
 
@@ -54,14 +54,12 @@ def _setup(pyramid, orientation="Axial", size=(200, 180), reader=None, layer="ba
     for name in views:
         scene.composite(name).SetBackgroundVolumeID(reference.GetID())
         scene.logics[name].FitSliceToAll()
-    streaming = StreamingViews(scene.scene, image, workers=2, reader=reader(image) if reader else None, layer=layer)
+    streaming = StreamedImage(scene.scene, image, reader=reader(image) if reader else None, layer=layer)
     return scene, nodes, reference, streaming
 
 
 def _settle(streaming):
-    streaming.update()
-    assert streaming.engine.wait_idle(30)
-    streaming.update()
+    streaming.settle()
 
 
 def _compare(scene, name, streaming, reference, layer="background"):
@@ -109,7 +107,7 @@ def test_pan_reads_only_newly_visible_chunks_and_stays_exact(pyramid):
     _settle(streaming)
     streamer = streaming.streamers[node.GetID()]
     before = set(streamer._plan.chunks[0])
-    reader = streaming.engine.reader
+    reader = streaming.reader
     reads_before = len(reader.reads)
     node.SetXYZOrigin(40, 25, 0)  # pan by 40 x 25 pixels
     _settle(streaming)
@@ -148,7 +146,7 @@ def test_oblique_plane_matches_slicer_nearest_and_fetches_only_crossed_chunks(py
     assert differ.mean() < 0.002
     level0 = image.levels[0]
     grid = [-(-n // 32) for n in level0.volume_shape]
-    read0 = {index for level, index in streaming.engine.reader.reads if level == 0}
+    read0 = {index for level, index in streaming.reader.reads if level == 0}
     assert read0 == set(streamer._plan.chunks[0])
     assert len(read0) < 0.6 * grid[0] * grid[1] * grid[2]  # far fewer than the plane's bounding box
     streaming.close()
@@ -178,12 +176,12 @@ def test_coarse_preview_is_shown_before_fine_chunks_arrive(pyramid):
     fov = node.GetFieldOfView()
     node.SetFieldOfView(fov[0] / 3, fov[1] / 3, fov[2])
     streaming.update()
-    reader = streaming.engine.reader
+    reader = streaming.reader
     # Wait for every level but 0 to arrive.
     for _ in range(600):
         streaming.update()
         streamer = streaming.streamers[node.GetID()]
-        if all(all((lvl, idx) in streaming.engine.cache for idx in streamer._plan.chunks[lvl]) for lvl in streamer._plan.chunks if lvl > 0):
+        if all(all(streaming.key(lvl, idx) in streaming.engine.cache for idx in streamer._plan.chunks[lvl]) for lvl in streamer._plan.chunks if lvl > 0):
             break
         threading.Event().wait(0.02)
     streaming.update()
@@ -210,7 +208,7 @@ def test_three_views_each_get_their_own_level(pyramid):
     for name in nodes:
         scene.composite(name).SetBackgroundVolumeID(reference.GetID())
         scene.logics[name].FitSliceToAll()
-    streaming = StreamingViews(scene.scene, image)
+    streaming = StreamedImage(scene.scene, image)
     _settle(streaming)
     levels = streaming.levels()
     for name, node in nodes.items():
@@ -230,16 +228,16 @@ def test_scrolling_prefetches_ahead_and_drops_what_left_the_view(pyramid):
     streamer = streaming.streamers[node.GetID()]
     node.SetSliceOffset(node.GetSliceOffset() + 0.8)  # one slice up
     streaming.update()
-    prefetch = [key for priority, key in streamer._plan.requests if priority[0] == PREFETCH]
+    prefetch = [coords for tier, level, _, coords in streamer._plan.needs if tier == PREFETCH]
     assert prefetch, "scrolling up must prefetch the chunks above"
     z_visible = max(index[0] for index in streamer._plan.chunks[streamer.level])
-    assert all(index[0] == z_visible + 1 for _, index in prefetch)
+    assert all(index[0] == z_visible + 1 for index in prefetch)
     # A new submission replaces the view's old one: chunks only the old plan wanted are no longer wanted.
     old = set(streamer._plan.chunks[0])
-    node.SetSliceOffset(node.GetSliceOffset() - 40)
-    streaming.update()
-    wanted = {key for key, _ in streaming.engine._wanted[streamer.view_id].items()}
-    assert not {(0, index) for index in old} & wanted
+    node.SetSliceOffset(node.GetSliceOffset() - 40 * 0.8)  # 40 slices down: other chunks
+    streamer.plan()  # the new needs reach the engine's queue (the next step starts them)
+    wanted = set(streaming.engine.wants(streamer.requester))
+    assert wanted and not {streaming.key(0, index) for index in old} & wanted
     streaming.close()
 
 
@@ -250,7 +248,7 @@ def test_streaming_can_use_another_layer(pyramid):
     assert composite.GetForegroundVolumeID() == streaming.streamers[nodes["Red"].GetID()].proxy.GetID()
     streaming.close()
     with pytest.raises(ValueError, match="layer must be one of"):
-        StreamingViews(scene.scene, pyramid[0], layer="overlay")
+        StreamedImage(scene.scene, pyramid[0], layer="overlay")
 
 
 def test_a_view_showing_another_volume_in_the_layer_fetches_nothing_until_shown_again(pyramid):
@@ -260,7 +258,7 @@ def test_a_view_showing_another_volume_in_the_layer_fetches_nothing_until_shown_
     composite = scene.composite("Red")
     composite.SetBackgroundVolumeID(reference.GetID())  # the user picks their own volume for the Red view
     streaming.update()
-    assert not red.shown and red.view_id not in streaming.engine._wanted
+    assert not red.shown and not streaming.engine.wants(red.requester)
     read = streaming.engine.chunks_read
     nodes["Red"].GetSliceToRAS().SetElement(2, 3, nodes["Red"].GetSliceToRAS().GetElement(2, 3) + 20.0)
     nodes["Red"].UpdateMatrices()  # scrolling the hidden view
@@ -284,7 +282,7 @@ def test_cache_stays_within_its_budget_while_browsing(pyramid):
     scene.composite("Red").SetBackgroundVolumeID(reference.GetID())
     scene.logics["Red"].FitSliceToAll()
     budget = 60 * 32 * 32 * 32 * 2  # room for 60 chunks of 64 KB, a fraction of the 240 the volume has
-    streaming = StreamingViews(scene.scene, image, cache_bytes=budget)
+    streaming = StreamedImage(scene.scene, image, cache_bytes=budget)
     start = node.GetSliceOffset()
     for step in range(0, 90, 6):
         node.SetSliceOffset(start - 35 + step * 0.8)

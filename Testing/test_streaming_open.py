@@ -7,13 +7,15 @@ import pytest
 
 import bigvolume
 from bigvolume.streaming.cache import ChunkCache
-from bigvolume.streaming.chunk_io import ZarrChunkReader
 from bigvolume.streaming.engine import FetchEngine
-from bigvolume.streaming.window import _percentiles
+from bigvolume.streaming.ordering import NOW, VISIBLE
+from bigvolume.streaming.readers import ZarrChunkReader
 from bigvolume.streaming.slice_composition import Composition
 from bigvolume.streaming.slice_planner import fill_levels, plan_slice
+from bigvolume.streaming.sources import ChunkSource
+from bigvolume.streaming.window import _percentiles
 from BigVolumeLib.offscreen.views import SliceScene
-from BigVolumeLib.streaming.streaming_scene import StreamingViews
+from streaming_helpers import StreamedImage
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +26,11 @@ def image(tmp_path_factory):
     path = tmp_path_factory.mktemp("open") / "cube.ome.zarr"
     bigvolume.write_pyramid(voxels, path, bigvolume.VolumeGeometry(spacing=(0.5, 0.5, 0.5)), chunks=(8, 8, 8), coarsest=8)
     return bigvolume.open_image(path)
+
+
+@pytest.fixture(scope="module")
+def source(image):
+    return ChunkSource(image, reader=ZarrChunkReader(image))
 
 
 def _xy_to_ras(image, level, width, height, oblique=False):
@@ -42,51 +49,50 @@ def _xy_to_ras(image, level, width, height, oblique=False):
 
 
 @pytest.mark.parametrize("oblique", [False, True], ids=["aligned", "oblique"])
-def test_painting_chunks_as_they_arrive_gives_the_same_view_as_painting_them_all_at_once(image, oblique):
+def test_painting_chunks_as_they_arrive_gives_the_same_view_as_painting_them_all_at_once(image, source, oblique):
     plan = plan_slice(image, _xy_to_ras(image, 0, 120, 100, oblique), (120, 100))
-    reader = ZarrChunkReader(image)
-    chunks = {(level, index): data for level, indices in plan.chunks.items()
-              for index, data in reader.read_chunks(level, indices).items()}
+    chunks = {source.key(level, index): data for level, indices in plan.chunks.items()
+              for index, data in source.reader.read_chunks(level, indices).items()}
     everything = ChunkCache()
     for key, data in chunks.items():
         everything.put(key, data)
-    expected = Composition(image, plan)
+    expected = Composition(source, plan)
     expected.update(everything)
     assert expected.complete
     # Arrivals in a shuffled order: fine chunks before coarse ones too, which forces a repaint.
     order = list(chunks)
     np.random.default_rng(5).shuffle(order)
-    cache, composition = ChunkCache(), Composition(image, plan)
+    cache, composition = ChunkCache(), Composition(source, plan)
     for start in range(0, len(order), 7):
         for key in order[start:start + 7]:
             cache.put(key, chunks[key])
         composition.update(cache)
-        assert composition.complete == all((plan.level, i) in cache for i in plan.chunks[plan.level])
+        assert composition.complete == all(source.key(plan.level, i) in cache for i in plan.chunks[plan.level])
     np.testing.assert_array_equal(composition.out, expected.out)
     assert not composition.update(cache), "nothing new arrived: nothing to paint"
 
 
-def test_an_update_paints_only_what_arrived_since_the_last(image):
+def test_an_update_paints_only_what_arrived_since_the_last(image, source):
     plan = plan_slice(image, _xy_to_ras(image, 0, 128, 128), (128, 128))
-    reader = ZarrChunkReader(image)
+    reader = source.reader
     cache = ChunkCache()
     top = max(plan.chunks)
     for index, data in reader.read_chunks(top, plan.chunks[top]).items():
-        cache.put((top, index), data)
-    composition = Composition(image, plan)
+        cache.put(source.key(top, index), data)
+    composition = Composition(source, plan)
     assert composition.update(cache) and not composition.complete
     painted = composition.out.copy()
     first = plan.chunks[0][0]
-    cache.put((0, first), reader.read_chunks(0, [first])[first])
+    cache.put(source.key(0, first), reader.read_chunks(0, [first])[first])
     assert composition.update(cache)
     changed = np.argwhere(composition.out != painted)
     assert len(changed) and (changed[:, 1:] // 8 == np.array(first[1:])).all(), "only that chunk's pixels change"
 
 
-def test_a_view_counts_cache_hits_and_misses_once_per_move(image):
+def test_a_view_counts_cache_hits_and_misses_once_per_move(image, source):
     plan = plan_slice(image, _xy_to_ras(image, 0, 64, 64), (64, 64))
     cache = ChunkCache()
-    composition = Composition(image, plan)
+    composition = Composition(source, plan)
     composition.update(cache)
     needed = sum(len(indices) for indices in plan.chunks.values())
     assert (cache.hits, cache.misses) == (0, needed)
@@ -101,7 +107,7 @@ def test_only_cheap_coarser_levels_are_fetched_to_fill_a_view(image):
     assert counts[1] == 64 and counts[2] == 16
     # Level 1 would add a quarter of the view's own reads; level 2 costs 1/16 of them, and the rest are tiny.
     assert fill_levels(image, plan) == [2, 3, 4]
-    requested = {key[0] for _, key in plan.requests}
+    requested = {level for _, level, _, _ in plan.needs}
     assert requested == {0, 2, 3, 4}
     # A small view: every coarser level is a handful of chunks, so all of them are fetched.
     small = plan_slice(image, _xy_to_ras(image, 0, 16, 16), (16, 16))
@@ -123,46 +129,42 @@ class _ThreadRecordingReader(ZarrChunkReader):
         return super().read_chunks(level_index, indices)
 
 
-def test_the_first_update_shows_the_coarsest_level_read_in_the_calling_thread(image):
+def test_the_first_update_shows_the_coarsest_level_before_any_other_read_starts(image):
     scene = SliceScene()
     for name, orientation in {"Red": "Axial", "Yellow": "Sagittal", "Green": "Coronal"}.items():
         scene.add_view(name, orientation, (300, 300))
     coarsest = len(image.levels) - 1
     reader = _ThreadRecordingReader(image, free=coarsest)
-    views = StreamingViews(scene.scene, image, workers=2, reader=reader)
+    views = StreamedImage(scene.scene, image, reader=reader)
     try:
         assert views.update(), "the first update already composes every view"
         assert views.window_level is not None
-        assert reader.reads and reader.reads[0] == (coarsest, threading.current_thread().name)
+        assert [level for level, _ in reader.reads] == [coarsest], "the first frame's chunks, read at once"
+        assert views.engine.in_flight == 0, "nothing else was started before the first frame was composed"
         for streamer in views.streamers.values():
-            assert streamer._buffer.std() > 0, "the view shows the coarse data"
+            assert streamer.showing and streamer.voxels.std() > 0, "the view shows the coarse data"
             assert streamer.level < coarsest and not streamer.complete
-            assert views.engine._wanted[streamer.view_id], "its own requests went to the workers afterwards"
+            assert views.engine.wants(streamer.requester), "its other needs wait in the queue"
+        views.update()
+        assert views.engine.in_flight > 0, "the next update starts them"
     finally:
         reader.released.set()
         views.close()
 
 
-def test_fetch_now_reads_in_the_calling_thread_and_waits_for_chunks_a_worker_took(image):
-    engine = FetchEngine(image, reader=ZarrChunkReader(image), workers=0)
-    engine.fetch_now(4, [(0, 0, 0)])
-    assert (4, (0, 0, 0)) in engine.cache and engine.chunks_read == 1
-    engine.fetch_now(4, [(0, 0, 0)])
-    assert engine.chunks_read == 1, "a cached chunk is not read again"
-    key = (3, (0, 0, 0))
-    engine._in_flight.add(key)  # as if a worker were reading it
-
-    def worker_lands_it():
-        engine.cache.put(key, np.zeros((8, 8, 8), np.uint16))
-        with engine._condition:
-            engine._in_flight.discard(key)
-            engine._condition.notify_all()
-
-    timer = threading.Timer(0.05, worker_lands_it)
-    timer.start()
-    engine.fetch_now(3, [(0, 0, 0)])
-    timer.join()
-    assert key in engine.cache and engine.chunks_read == 1
+def test_now_requests_are_read_at_once_and_hold_back_everything_else_for_one_step(image, source):
+    engine = FetchEngine(ChunkCache())
+    engine.add_source(source)
+    engine.submit("view", [(VISIBLE, 0, float(x), source.key(0, (0, 0, x))) for x in range(8)]
+                  + [(NOW, 4, 0.0, source.key(4, (0, 0, 0)))])
+    assert engine.step() == 1 and source.key(4, (0, 0, 0)) in engine.cache
+    assert engine.in_flight == 0 and len(engine.wants("view")) == 8
+    engine.step()
+    assert engine.in_flight + engine.chunks_read == 9
+    assert engine.wait_idle(10) and engine.chunks_read == 9
+    engine.submit("again", [(NOW, 4, 0.0, source.key(4, (0, 0, 0)))])
+    engine.step()
+    assert engine.chunks_read == 9, "a cached chunk is not read again"
     engine.close()
 
 
@@ -188,11 +190,12 @@ def test_fetch_engine_reserves_room_for_a_batch_before_reading_it(image):
             seen.append((engine.cache.nbytes, engine.cache._reserved))
             return super().read_chunks(level_index, indices)
 
-    engine = FetchEngine(image, cache=ChunkCache(budget_bytes=20 * chunk_bytes), reader=Watching(image), workers=0, batch=8)
-    engine.submit("view", [((0, 0, 0.0), (0, (0, 0, x))) for x in range(16)])
-    engine.serve_until_idle()
-    engine.submit("view", [((0, 0, 0.0), (0, (1, 0, x))) for x in range(16)])
-    engine.serve_until_idle()
+    engine = FetchEngine(ChunkCache(budget_bytes=20 * chunk_bytes), workers=1)
+    source = engine.add_source(ChunkSource(image, reader=Watching(image)))
+    engine.submit("view", [(VISIBLE, 0, float(x), source.key(0, (0, 0, x))) for x in range(16)])
+    assert engine.wait_idle(10)
+    engine.submit("view", [(VISIBLE, 0, float(x), source.key(0, (1, 0, x))) for x in range(16)])
+    assert engine.wait_idle(10)
     assert seen and all(cached + reserved <= 20 * chunk_bytes for cached, reserved in seen)
     assert engine.cache._reserved == 0 and engine.cache.nbytes <= 20 * chunk_bytes
 

@@ -14,7 +14,7 @@ from bigvolume.streaming.cache import default_budget_bytes
 from bigvolume.store.multiscale import open_image
 
 from . import region_export, scene_state
-from .streaming.streaming_scene import StreamingViews
+from .streaming.streaming_scene import StreamingScene
 
 
 def axis_sizes(image):
@@ -33,7 +33,8 @@ class BigVolumeSession:
         self.workers = int(workers)
         self.layer = layer
         self.image = None
-        self.views = None
+        self.streaming = None  # the scene's StreamingScene, from the first open until close
+        self.streamed = None  # the open image as the streaming scene shows it
         self.channel = 0
         self.time_point = 0
         self._opened_at = None
@@ -46,30 +47,37 @@ class BigVolumeSession:
         The current store is closed only once the new one has opened, so a wrong path leaves it streaming.
         """
         image = open_image(location, t=time_point, c=channel)
-        self.close()
+        self._stop()
         self.image, self.channel, self.time_point = image, int(channel), int(time_point)
-        self._start(fit=fit, window_level=window_level)
-        return image
-
-    def _start(self, fit, window_level=None):
-        self.views = StreamingViews(self.scene, self.image, cache_bytes=self.cache_bytes, workers=self.workers,
-                                    layer=self.layer, fit=fit, window_level=window_level)
+        if self.streaming is None:
+            self.streaming = StreamingScene(self.scene, cache_bytes=self.cache_bytes, workers=self.workers)
+        self.streamed = self.streaming.add_image(image, layer=self.layer, window_level=window_level, fit=fit)
         self._opened_at = time.monotonic()
         self._saved_window = window_level
         self._save_reference()
+        return image
+
+    @property
+    def window_level(self):
+        """The display window every view of the image shows (chosen from the data, or dragged by the user)."""
+        return self.streamed.window_level if self.streamed is not None else None
 
     def _save_reference(self):
         scene_state.save_reference(self.scene, self.image.location, self.channel, self.time_point,
-                                   self.views.window_level if self.views else None, self.layer)
+                                   self.window_level, self.layer)
 
     def _stop(self):
-        if self.views is not None:
-            self.views.close()
-            self.views = None
+        """Stop streaming the current image (its proxies and cached chunks go); the streaming scene stays."""
+        if self.streamed is not None:
+            self.streaming.remove_source(self.streamed)
+            self.streamed = None
 
     def close(self):
         """Stop streaming, remove the proxy volumes and the scene's store reference, free the cache."""
         self._stop()
+        if self.streaming is not None:
+            self.streaming.close()
+            self.streaming = None
         if self.image is not None:
             scene_state.remove_reference(self.scene)
         self.image = None
@@ -80,11 +88,11 @@ class BigVolumeSession:
 
     def update(self):
         """Let the views catch up (call on a timer); True if any view changed."""
-        if self.views is None:
+        if self.streaming is None:
             return False
-        changed = self.views.update()
-        if self.views.window_level != self._saved_window:  # chosen from the first coarse chunks: remember it
-            self._saved_window = self.views.window_level
+        changed = self.streaming.update()
+        if self.window_level != self._saved_window:  # chosen from the first coarse chunks, or dragged: remember it
+            self._saved_window = self.window_level
             self._save_reference()
         return changed
 
@@ -110,7 +118,7 @@ class BigVolumeSession:
         time_point = self.time_point if time_point is None else int(time_point)
         if (channel, time_point) == (self.channel, self.time_point):
             return self.image
-        window = self.views.window_level if channel == self.channel else None
+        window = self.window_level if channel == self.channel else None
         return self.open(self.image.location, channel, time_point, fit=False, window_level=window)
 
     def axis_sizes(self):
@@ -121,21 +129,19 @@ class BigVolumeSession:
     def set_budget(self, nbytes):
         """Chunk cache budget in bytes; applies at once (least recently used chunks are dropped)."""
         self.cache_bytes = int(nbytes)
-        if self.views is not None:
-            self.views.engine.cache.set_budget(self.cache_bytes)
+        if self.streaming is not None:
+            self.streaming.set_budget(self.cache_bytes)
 
     def set_workers(self, workers):
-        """Fetch threads; streaming restarts with them, the views keep their position, zoom and window."""
+        """Reader threads; applies in place: the views, their proxies and the cached chunks stay."""
         self.workers = int(workers)
-        if self.views is not None:
-            window = self.views.window_level
-            self._stop()
-            self._start(fit=False, window_level=window)
+        if self.streaming is not None:
+            self.streaming.set_workers(self.workers)
 
     # -- data -------------------------------------------------------------------
     def levels(self):
         """The pyramid level each slice view shows, by view name."""
-        return self.views.levels() if self.views else {}
+        return self.streaming.levels(self.streamed) if self.streamed is not None else {}
 
     def read(self, level, box):
         """Voxels of `level` inside ((z0, z1), (y0, y1), (x0, x1)) as a numpy array (outside filled)."""
@@ -162,7 +168,7 @@ class BigVolumeSession:
         """Load a planned region (plan_roi, plan_level) as a new volume node shown like the streamed views."""
         node = region_export.export_plan(self.scene, self.image, plan, name=name)
         node.CreateDefaultDisplayNodes()
-        window = self.views.window_level if self.views else None
+        window = self.window_level
         if window is not None:  # the same display as the streamed views
             display = node.GetScalarVolumeDisplayNode()
             display.SetAutoWindowLevel(False)
@@ -189,8 +195,8 @@ class BigVolumeSession:
             "time_point": self.time_point, "time_points": time_points,
             "budget_bytes": self.cache_bytes, "workers": self.workers,
         }
-        if self.views is not None:
-            engine, cache = self.views.engine, self.views.engine.cache
+        if self.streamed is not None:
+            engine, cache = self.streaming.engine, self.streaming.cache
             seconds = max(time.monotonic() - self._opened_at, 1e-9)
             info.update({
                 "cache_bytes": cache.nbytes, "cache_chunks": len(cache), "cache_hit_rate": cache.hit_rate,
@@ -198,10 +204,10 @@ class BigVolumeSession:
                 "chunks_per_s": engine.chunks_read / seconds,
                 "mb_per_s_while_reading": engine.bytes_read / 1e6 / engine.seconds_reading
                 if engine.seconds_reading else 0.0,
-                "errors": [f"level {key[0]} chunk {key[1]}: {error}" for key, error in engine.errors[-3:]],
-                "error_count": len(engine.errors),
+                "errors": [f"level {key[1]} chunk {key[2]}: {error}" for key, error in list(engine.errors)[-3:]],
+                "error_count": engine.error_count,
                 "view_levels": self.levels(),
-                "window_level": list(self.views.window_level) if self.views.window_level else None,
+                "window_level": list(self.window_level) if self.window_level else None,
             })
         return info
 

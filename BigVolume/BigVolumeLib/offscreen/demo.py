@@ -11,17 +11,17 @@ import time
 
 from bigvolume.store.multiscale import open_image
 
+from ..streaming.streaming_scene import StreamingScene
 from .views import SliceScene, save_png
-from ..streaming.streaming_scene import StreamingViews
 
 VIEWS = {"Red": "Axial", "Yellow": "Sagittal", "Green": "Coronal"}
 
 
-def _settle(views, done, timeout=120.0):
+def _settle(streaming, done, timeout=120.0):
     start = time.perf_counter()
-    views.update()  # the views see their slice nodes' latest state before `done` is asked
+    streaming.update()  # the views see their slice nodes' latest state before `done` is asked
     while not done():
-        views.update()
+        streaming.update()
         if time.perf_counter() - start > timeout:
             raise TimeoutError("the streamed views did not complete")
         time.sleep(0.001)
@@ -35,29 +35,30 @@ def render_demo_views(store, out_dir, size=(256, 256), zooms=(1, 4)):
     nodes = {name: scene.add_view(name, orientation, size) for name, orientation in VIEWS.items()}
     start = time.perf_counter()
     image = open_image(store)
-    views = StreamingViews(scene.scene, image)
-    streamers = list(views.streamers.values())
+    streaming = StreamingScene(scene.scene)
+    streamed = streaming.add_image(image)
+    streamers = list(streamed.streamers.values())
     try:
-        _settle(views, lambda: all(s._composed is not None for s in streamers))
+        _settle(streaming, lambda: all(s.showing for s in streamers))
         preview = time.perf_counter() - start
         results = []
         for zoom in zooms:
-            views.fit_views()
+            streaming.fit_views(streamed)
             for node in nodes.values():
                 fov = node.GetFieldOfView()
                 node.SetFieldOfView(fov[0] / zoom, fov[1] / zoom, fov[2])
             zoom_start = time.perf_counter()
-            _settle(views, lambda: all(s.complete for s in streamers))
+            _settle(streaming, lambda: all(s.complete for s in streamers))
             complete = time.perf_counter() - (start if zoom == zooms[0] else zoom_start)
             for name, node in nodes.items():
                 path = os.path.join(out_dir, f"{VIEWS[name].lower()}-zoom{zoom}.png")
                 save_png(scene.render(name), path)
-                results.append({"view": VIEWS[name], "zoom": zoom, "level": views.streamers[node.GetID()].level,
+                results.append({"view": VIEWS[name], "zoom": zoom, "level": streamed.streamers[node.GetID()].level,
                                 "png": path, "seconds_to_complete": complete,
                                 "seconds_to_preview": preview if zoom == zooms[0] else None})
         return results
     finally:
-        views.close()
+        streaming.close()
 
 
 def print_demo_views(store, out):

@@ -1,6 +1,14 @@
-"""All slice views of a scene streaming one BigVolume image through one fetch engine and cache."""
+"""One streaming scene per MRML scene: one fetch engine and one chunk cache for every view and every source.
 
-import numpy as np
+Sources (images today; label pyramids next) are added with the layer they
+are shown in; the scene gives every view of a kind it streams (slice views
+today; 3D views next) a streamer for every source, adds streamers for views
+created later and removes those of deleted views. `update()`, called on a
+timer inside Slicer, lets every streamer plan, steps the engine once and
+composes what arrived. The session and the module's logic use only this.
+"""
+
+import vtk
 
 try:  # the chunk I/O engine loads with this module (about 15 ms), not between opening a store and its first frame
     import tensorstore  # noqa: F401
@@ -9,118 +17,163 @@ except ImportError:
 
 from bigvolume.streaming.cache import ChunkCache
 from bigvolume.streaming.engine import FetchEngine
+from bigvolume.streaming.slice_planner import coarsest_level_needs
+from bigvolume.streaming.sources import ChunkSource
 from bigvolume.streaming.window import window_from_chunks
-from bigvolume.streaming.slice_planner import coarsest_level_requests
 
-from .slice_streamer import SliceStreamer
+from .display import SharedDisplay
+from .slice_streamer import SliceStreamer, fit_slice_to_image
 
-_READ_NOW_MAX_CHUNKS = 8  # more than that is left to the fetch workers (a store written with a large top level)
-
-
-def fit_slice_to_image(slice_node, image):
-    """Centre a slice view on the image and fit its field of view to the whole volume (keeping the orientation)."""
-    level = image.levels[0]
-    lo, hi = image.bounds_ras(0, edges=True)  # voxel faces, as Slicer fits
-    voxel = np.asarray(level.voxel_size_mm)
-    centre = (lo + hi) / 2.0
-    slice_to_ras = slice_node.GetSliceToRAS()
-    rotation = np.array([[slice_to_ras.GetElement(r, c) for c in range(3)] for r in range(3)])
-    extent = np.abs(rotation.T) @ (hi - lo)  # the volume's extent along the view's x, y, normal
-    # Like Slicer, put the slice on a voxel centre when the view looks along a voxel axis.
-    ras_to_ijk = np.linalg.inv(level.ijk_to_ras)
-    normal_ijk = ras_to_ijk[:3, :3] @ rotation[:, 2]
-    axis = int(np.argmax(np.abs(normal_ijk)))
-    if np.abs(normal_ijk).max() > 0.999999 * np.linalg.norm(normal_ijk):
-        centre_ijk = ras_to_ijk @ np.append(centre, 1.0)
-        shift = np.ceil(centre_ijk[axis] - 0.5) - centre_ijk[axis]
-        centre = centre + level.ijk_to_ras[:3, axis] * shift
-    width, height = slice_node.GetDimensions()[:2]
-    fov_x = max(extent[0], extent[1] * width / height)
-    for r in range(3):
-        slice_to_ras.SetElement(r, 3, float(centre[r]))
-    slice_node.SetXYZOrigin(0, 0, 0)
-    slice_node.SetFieldOfView(fov_x, fov_x * height / width, float(voxel.min()))
-    slice_node.UpdateMatrices()
+# View node class -> streamer class: what the scene streams into. 3D views join here.
+STREAMER_KINDS = {"vtkMRMLSliceNode": SliceStreamer}
 
 
-class StreamingViews:
-    def __init__(self, scene, image, cache_bytes=None, workers=2, reader=None, layer="background", fit=True,
-                 window_level=None):
-        self.scene = scene
-        self.image = image
-        self.engine = FetchEngine(image, cache=ChunkCache(cache_bytes), reader=reader, workers=workers)
-        self._prefetch_coarsest = True
-        self.window_level = window_level
-        self.layer = layer
+class StreamedSource:
+    """A source as the scene shows it: its layer, its shared display, its streamers by view node ID."""
+
+    def __init__(self, source, layer, display):
+        self.source, self.layer, self.display = source, layer, display
         self.streamers = {}
-        self.add_slice_views()
+
+    @property
+    def window_level(self):
+        return self.display.window_level
+
+
+class StreamingScene:
+    def __init__(self, scene, cache_bytes=None, workers=2):
+        self.scene = scene
+        self.engine = FetchEngine(ChunkCache(cache_bytes), workers=workers)
+        self.sources = {}  # source id -> StreamedSource
+        self._views_changed = False
+        self._scene_observers = [scene.AddObserver(event, self._on_nodes_changed)
+                                 for event in (scene.NodeAddedEvent, scene.NodeRemovedEvent)]
+
+    @property
+    def cache(self):
+        return self.engine.cache
+
+    # -- sources -------------------------------------------------------------------------------
+    def add_image(self, image, layer="background", window_level=None, fit=True, reader=None):
+        """Stream an image (one channel and time point) into every view; returns its StreamedSource."""
+        source = self.engine.add_source(ChunkSource(image, reader=reader, threads=self.engine.workers))
+        streamed = StreamedSource(source, layer, SharedDisplay(window_level))
+        self.sources[source.id] = streamed
+        self._add_streamers(streamed)
         if fit:
-            self.fit_views()
+            self.fit_views(streamed)
+        # After the views' own needs: zooming and scrolling never show a hole.
+        self.engine.submit(f"coarsest:{source.id}", [(tier, level, d, source.key(level, c))
+                                                     for tier, level, d, c in coarsest_level_needs(image)])
+        return streamed
 
-    def add_slice_views(self):
-        """Stream into every slice view of the scene not streamed yet (views may be added later)."""
-        nodes = self.scene.GetNodesByClass("vtkMRMLSliceNode")
-        for i in range(nodes.GetNumberOfItems()):
-            node = nodes.GetItemAsObject(i)
-            if node.GetID() not in self.streamers:
-                self.streamers[node.GetID()] = SliceStreamer(self.scene, node, self.image, self.engine,
-                                                             window_level=self.window_level, layer=self.layer)
+    def remove_source(self, streamed):
+        """Stop streaming a source: its proxies, requests and cached chunks go."""
+        for streamer in streamed.streamers.values():
+            streamer.close()
+        streamed.streamers.clear()
+        streamed.display.close()
+        self.engine.cancel(f"coarsest:{streamed.source.id}")
+        self.engine.remove_source(streamed.source.id)
+        self.sources.pop(streamed.source.id, None)
 
-    def fit_views(self):
-        """Show the whole volume in every streamed view (what a user sees on open)."""
-        for streamer in self.streamers.values():
-            fit_slice_to_image(streamer.slice_node, self.image)
+    # -- views ---------------------------------------------------------------------------------
+    def _view_nodes(self):
+        nodes = []
+        for class_name in STREAMER_KINDS:
+            collection = self.scene.GetNodesByClass(class_name)
+            nodes += [collection.GetItemAsObject(i) for i in range(collection.GetNumberOfItems())]
+        return nodes
 
+    def _add_streamers(self, streamed):
+        for node in self._view_nodes():
+            if node.GetID() not in streamed.streamers:
+                kind = STREAMER_KINDS[node.GetClassName()]
+                streamed.streamers[node.GetID()] = kind(self.scene, node, streamed.source, self.engine,
+                                                        streamed.display, layer=streamed.layer)
+
+    def _on_nodes_changed(self, caller, event):
+        self._views_changed = True
+
+    def _reconcile_views(self):
+        """Streamers for views added since the last update; none for views that were deleted."""
+        self._views_changed = False
+        present = {node.GetID() for node in self._view_nodes()}
+        for streamed in self.sources.values():
+            for view_id in [v for v in streamed.streamers if v not in present]:
+                streamer = streamed.streamers.pop(view_id)
+                streamer.close()
+            self._add_streamers(streamed)
+
+    def fit_views(self, streamed):
+        """Show the whole of a source in every slice view (what a user sees on open)."""
+        for streamer in streamed.streamers.values():
+            if isinstance(streamer, SliceStreamer):
+                fit_slice_to_image(streamer.slice_node, streamed.source.image)
+
+    # -- the work ------------------------------------------------------------------------------
     def update(self):
-        """Let every view catch up with its slice node and the chunks that arrived; True if any changed."""
-        opening = self._prefetch_coarsest
-        # On open, the first frame is composed from the coarsest chunks before any request reaches the
-        # fetch workers: they would otherwise take the two cores from that frame for chunks it cannot use.
-        plans = [streamer.plan(submit=not opening) for streamer in self.streamers.values()]
-        if opening:
-            self._read_coarsest_now(plans)
+        """Let every view catch up with its node and the chunks that arrived; True if any proxy changed."""
+        if self._views_changed:
+            self._reconcile_views()
+        for streamed in self.sources.values():
+            for streamer in streamed.streamers.values():
+                streamer.plan()
+        self.engine.step()
         changed = False
-        if self.window_level is not None or self._choose_window(plans):
-            for streamer in self.streamers.values():
+        for streamed in self.sources.values():
+            if streamed.window_level is None and not self._choose_window(streamed):
+                continue  # composing before the window is known would flash the default ramp
+            for streamer in streamed.streamers.values():
                 changed |= streamer.compose()
-        if opening:
-            for streamer in self.streamers.values():
-                streamer.submit()
-            # After the views' own requests: zooming and scrolling never show a hole.
-            self.engine.submit("open", coarsest_level_requests(self.image))
-            self._prefetch_coarsest = False
         return changed
 
-    def _read_coarsest_now(self, plans):
-        """Read the few coarsest-level chunks the views show here and now: the first frame and the window need them.
-
-        The default pyramid's top level is one chunk, so this is one read of a few
-        milliseconds, instead of a worker's wake-up, batch and hand-back.
-        """
-        coarsest = len(self.image.levels) - 1
-        indices = sorted({index for plan in plans for index in plan.chunks.get(coarsest, [])})
-        if 0 < len(indices) <= _READ_NOW_MAX_CHUNKS:
-            self.engine.fetch_now(coarsest, indices)
-
-    def _choose_window(self, plans):
+    def _choose_window(self, streamed):
         """Window/level from the histogram of the coarsest-level chunks the views show first; then kept."""
-        coarsest = len(self.image.levels) - 1
-        keys = sorted({(coarsest, index) for plan in plans for index in plan.chunks.get(coarsest, [])})
-        chunks = [self.engine.cache.peek(key) for key in keys]
+        source = streamed.source
+        coarsest = len(source.levels) - 1
+        keys = sorted({source.key(coarsest, c) for s in streamed.streamers.values()
+                       for c in s.plan_chunks.get(coarsest, [])})
+        chunks = [self.cache.peek(key) for key in keys]
         if not keys or any(chunk is None for chunk in chunks):
             return False
-        self.window_level = window_from_chunks(chunks)
-        for streamer in self.streamers.values():
-            streamer.set_window_level(*self.window_level)
+        streamed.display.set_window_level(*window_from_chunks(chunks))
         return True
 
-    def levels(self):
-        """The level each view shows, by slice view name."""
-        return {s.slice_node.GetName(): s.level for s in self.streamers.values()}
+    def wait_complete(self, timeout=30.0):
+        """Update until every view of every source is complete (scripts, tests, benchmarks); False on timeout."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.update()
+            streamers = [s for streamed in self.sources.values() for s in streamed.streamers.values() if s.shown]
+            if all(s.complete for s in streamers):
+                return True
+            if not self.engine.in_flight and not self.engine.outstanding:
+                self.update()
+                return all(s.complete for s in streamers)
+            time.sleep(0.001)
+        return False
+
+    # -- settings ------------------------------------------------------------------------------
+    def set_budget(self, nbytes):
+        """Chunk cache budget in bytes; applies at once (least recently used chunks are dropped)."""
+        self.cache.set_budget(nbytes)
+
+    def set_workers(self, workers):
+        """Reader threads and reads in flight; applies in place: every proxy and cached chunk stays."""
+        self.engine.set_workers(workers)
+
+    def levels(self, streamed):
+        """The level each view shows of a source, by view name."""
+        return {s.view_node.GetName(): s.level for s in streamed.streamers.values()}
 
     def close(self):
-        for streamer in self.streamers.values():
-            streamer.close()
-        self.streamers.clear()
+        for streamed in list(self.sources.values()):
+            self.remove_source(streamed)
+        for tag in self._scene_observers:
+            self.scene.RemoveObserver(tag)
+        self._scene_observers = []
         self.engine.close()
-        self.engine.cache.clear()
+        self.cache.clear()

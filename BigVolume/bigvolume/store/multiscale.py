@@ -8,6 +8,7 @@ IJK->RAS matrix Slicer would hold for it.
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import zarr
@@ -31,6 +32,42 @@ class Level:
     voxel_size_mm: tuple  # x, y, z
     ijk_to_ras: np.ndarray  # 4x4
     axis_names: tuple  # array order, e.g. ("t", "c", "z", "y", "x")
+
+    # -- the chunk grid (z, y, x): the unit of decoding, caching and streaming --------------------
+    @cached_property
+    def chunk_shape(self):
+        """Inner chunk shape (z, y, x); 1 along a spatial axis the array does not have."""
+        sizes = dict(zip(self.axis_names, self.chunks))
+        return tuple(int(sizes.get(axis, 1)) for axis in ("z", "y", "x"))
+
+    @cached_property
+    def grid_shape(self):
+        """Number of chunks along z, y, x."""
+        return tuple(-(-n // c) for n, c in zip(self.volume_shape, self.chunk_shape))
+
+    @cached_property
+    def chunk_nbytes(self):
+        """Bytes of one whole decoded chunk."""
+        return int(np.prod(self.chunk_shape)) * self.dtype.itemsize
+
+    def chunk_box(self, coords):
+        """((z0, z1), (y0, y1), (x0, x1)) of the voxels of chunk `coords` (z, y, x), clipped to the volume."""
+        return tuple((i * c, min((i + 1) * c, n)) for i, c, n in zip(coords, self.chunk_shape, self.volume_shape))
+
+    def chunks_in_box(self, box):
+        """Chunk coordinates (z, y, x) of every chunk that a voxel box ((z0, z1), (y0, y1), (x0, x1)) touches."""
+        ranges = [range(max(a, 0) // c, (min(b, n) - 1) // c + 1) if min(b, n) > max(a, 0) else range(0)
+                  for (a, b), c, n in zip(box, self.chunk_shape, self.volume_shape)]
+        return [(z, y, x) for z in ranges[0] for y in ranges[1] for x in ranges[2]]
+
+    def all_chunks(self):
+        """Chunk coordinates of the whole level."""
+        return self.chunks_in_box(tuple((0, n) for n in self.volume_shape))
+
+    @cached_property
+    def ras_to_ijk(self):
+        """Inverse of ijk_to_ras, computed once."""
+        return np.linalg.inv(self.ijk_to_ras)
 
     def describe(self):
         return {

@@ -1,9 +1,10 @@
-"""A byte-budgeted LRU cache of decoded chunks, shared by every view.
+"""A byte-budgeted LRU cache of decoded chunks, shared by every source and every view.
 
-Keys are (level, chunk index (z, y, x)); values are numpy arrays. Resident
-memory for chunk data stays at or below the budget whatever the volume's size;
-the least recently used chunks go first. Thread-safe: fetch workers insert,
-the main thread reads.
+Keys are (source id, level, chunk coordinates (z, y, x)); values are numpy
+arrays. Resident memory for chunk data stays at or below the budget whatever
+the volume's size; the least recently used chunks go first. The engine fills
+it on the main thread; it is locked all the same, so that a status panel or
+another thread may read it.
 """
 
 import ctypes
@@ -107,6 +108,13 @@ class ChunkCache:
         """The reserved chunks arrived (or failed); call before putting them."""
         with self._lock:
             self._reserved = max(0, self._reserved - nbytes)
+
+    def discard(self, predicate):
+        """Drop every chunk whose key satisfies `predicate` (a source that was closed)."""
+        with self._lock:
+            for key in [key for key in self._items if predicate(key)]:
+                self._bytes -= self._items.pop(key).nbytes
+        release_freed_memory()
 
     def set_budget(self, budget_bytes):
         with self._lock:

@@ -1,186 +1,224 @@
-"""The fetch engine: which chunks to read next, for every view at once.
+"""The fetch engine: one per scene, serving every source and every view through one cache.
 
-Each view submits the chunks it wants with a priority; a new submission
-replaces that view's previous one, so requests that left the view are
-dropped before they are served (chunks already being read still land in the
-cache). Priorities are tuples compared in order, as DESIGN.md puts it:
+Requesters (a view and source pair, or a source's own coarse prefetch) say
+what they need; the ordering policy (ordering.py, README.md) decides the
+order. The engine is driven by its owner's update, on the main thread
+inside Slicer: each `step()` collects the reads that finished into the cache
+and starts the best outstanding chunks, up to `concurrency` chunks in flight.
+Readers with an asynchronous API (tensorstore) read and decode in their own
+C++ threads meanwhile, so no Python thread is in the path; others run on a
+reader's own pool of Python threads.
 
-    (tier, -level, distance)   tier 0 = visible, 1 = prefetch;
-                                coarse levels before fine; nearer the view centre first.
+A request is served once: a chunk read for it leaves every requester's wants,
+so a cache smaller than the views' working set cannot make the engine re-read
+the same chunks forever (a view asks again when it moves). `generation`
+counts steps in which chunks arrived, so a view knows when to compose again.
 
-Worker threads take the best batch of chunks that are neither cached nor in
-flight, read them through a chunk reader (zarr-python by default: I/O and
-Blosc decoding run outside the GIL) and put them in the shared LRU cache.
-A submission is served once: a chunk read for it leaves the wanted set, so a
-cache smaller than the views' working set cannot make the engine re-read
-the same chunks forever (the view asks again when it moves).
-`generation` counts arrivals, so a view knows when to compose again.
-
-Memory: a batch's room is reserved in the cache before it is read, so cached
+Memory: a read's bytes are reserved in the cache before it starts, so cached
 and in-flight chunks together keep to the budget, and the memory of evicted
 chunks is handed back to the system as it accumulates (glibc would keep it).
 """
 
-import threading
 import time
-
-import numpy as np
+from collections import OrderedDict, deque
 
 from .cache import ChunkCache, release_freed_memory
-from .chunk_io import chunk_shape, default_reader
+from .ordering import NOW, RequestQueue, priorities
 
-VISIBLE, PREFETCH = 0, 1
 _TRIM_EVERY_BYTES = 16 * 1024**2  # give freed chunks back to the system after this much was evicted
+CHUNKS_IN_FLIGHT_PER_WORKER = 32  # enough work queued for the reader's threads between two updates
+_ERRORS_KEPT = 64
+_FAILED_KEYS_KEPT = 100_000  # failed chunks are not asked for again (bounded: a store may be wholly corrupt)
 
 
 class FetchEngine:
-    def __init__(self, image, cache=None, reader=None, workers=2, batch=32):
-        self.image = image
+    def __init__(self, cache=None, workers=2):
         self.cache = cache if cache is not None else ChunkCache()
-        self.reader = reader or default_reader(image)
-        self.batch = batch
-        self._wanted = {}  # view id -> {(level, index): priority}
-        self._in_flight = set()
-        self._condition = threading.Condition()
-        self._closed = False
+        self.sources = {}  # id -> ChunkSource
+        self.queue = RequestQueue()
+        self.workers = int(workers)
+        self._reads = []  # [(PendingRead, source, level, reserved bytes, started at)]
+        self._in_flight = set()  # keys being read
+        self._failed = OrderedDict()  # keys that could not be read
+        self.errors = deque(maxlen=_ERRORS_KEPT)  # (key, exception), the latest
+        self.error_count = 0
         self.generation = 0
-        self.errors = []
         self.chunks_read = 0
         self.bytes_read = 0
-        self.seconds_reading = 0.0
+        self.seconds_reading = 0.0  # wall time with reads in flight
+        self._busy_since = None
         self._trimmed_at = 0  # cache.evicted_bytes at the last release_freed_memory()
-        self._threads = [threading.Thread(target=self._work, name=f"bigvolume-fetch-{i}", daemon=True)
-                         for i in range(workers)]
-        for thread in self._threads:
-            thread.start()
 
-    # -- views ------------------------------------------------------------
-    def submit(self, view_id, requests):
-        """Replace what `view_id` wants: an iterable of (priority, (level, chunk index))."""
-        wanted = {}
-        for priority, key in requests:
-            if key not in wanted or priority < wanted[key]:
-                wanted[key] = priority
-        with self._condition:
-            self._wanted[view_id] = wanted
-            self._condition.notify_all()
+    # -- sources and settings ----------------------------------------------------------------
+    def add_source(self, source):
+        source.reader.set_threads(self.workers)
+        self.sources[source.id] = source
+        return source
 
-    def fetch_now(self, level, indices, timeout=10.0):
-        """Read chunks of `level` in the calling thread, ahead of every queue (the few chunks a view needs at once).
+    def remove_source(self, source_id):
+        """Forget a source: its requests leave the queue, its cached chunks the cache, its reader closes."""
+        source = self.sources.pop(source_id, None)
+        for requester in self.queue.requesters():
+            wants = self.queue.wants(requester)
+            if any(key[0] == source_id for key in wants):
+                self.queue.replace(requester, {k: p for k, p in wants.items() if k[0] != source_id})
+        self.cache.discard(lambda key: key[0] == source_id)
+        if source is not None:
+            source.close()
 
-        Used on open for the coarsest level: one small read here beats waiting for
-        a worker to wake, take a batch and hand the result back.
-        """
-        wanted = [(level, index) for index in indices]
-        with self._condition:
-            keys = [key for key in wanted if key not in self._in_flight and self.cache.peek(key) is None]
-            self._in_flight.update(keys)
-        if keys:
-            self._serve(level, keys)
-        with self._condition:  # a worker may have taken some of them first: wait for those too
-            deadline = time.monotonic() + timeout
-            while any(key in self._in_flight for key in wanted) and time.monotonic() < deadline:
-                self._condition.wait(deadline - time.monotonic())
+    def set_workers(self, workers):
+        """Reader threads and chunks in flight; applies in place (nothing cached or requested is lost)."""
+        self.workers = max(1, int(workers))
+        for source in self.sources.values():
+            source.reader.set_threads(self.workers)
 
-    def cancel(self, view_id):
-        with self._condition:
-            self._wanted.pop(view_id, None)
+    @property
+    def concurrency(self):
+        return self.workers * CHUNKS_IN_FLIGHT_PER_WORKER
+
+    # -- requests ------------------------------------------------------------------------------
+    def submit(self, requester, needs):
+        """Replace what `requester` wants: needs [(tier, level, distance, key), ...], key from ChunkSource.key."""
+        self.queue.replace(requester, priorities(needs))
+
+    def cancel(self, requester):
+        self.queue.withdraw(requester)
+
+    def wants(self, requester):
+        """{key: priority} of a requester's chunks not yet started."""
+        return self.queue.wants(requester)
+
+    @property
+    def outstanding(self):
+        return len(self.queue)
+
+    @property
+    def in_flight(self):
+        return len(self._in_flight)
+
+    # -- the work ------------------------------------------------------------------------------
+    def step(self):
+        """Collect finished reads, read NOW requests here, start the best others; returns the chunks that arrived."""
+        arrived = self._collect()
+        now = self._take(lambda priority: priority[0] == NOW)
+        if now:
+            # The first frame of a view: read here, and start nothing else in this step, so that composing
+            # that frame has the cores instead of the reader's threads.
+            self._start(now, wait=True)
+            arrived += self._collect()
+            return arrived
+        room = self.concurrency - len(self._in_flight)
+        if room > 0:
+            self._start(self._take(None, room))
+        return arrived
 
     def wait_idle(self, timeout=30.0):
-        """Block until every submission is served or failed (for tests, benchmarks and scripts)."""
+        """Step until nothing is outstanding or in flight (scripts, tests, benchmarks); False on timeout."""
         deadline = time.monotonic() + timeout
-        with self._condition:
-            while True:
-                if not self._outstanding() and not self._in_flight:
-                    return True
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._condition.wait(min(remaining, 0.05))
+        while True:
+            self.step()
+            if not self._in_flight and not len(self.queue):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            if self._reads:
+                self._reads[0][0].results()  # block on the oldest read instead of spinning
 
     def close(self):
-        with self._condition:
-            self._closed = True
-            self._wanted.clear()
-            self._condition.notify_all()
-        for thread in self._threads:
-            thread.join(timeout=5)
+        """Withdraw every request, wait for reads in flight, close the sources' readers."""
+        for requester in self.queue.requesters():
+            self.queue.withdraw(requester)
+        for read, *_ in self._reads:
+            read.results()
+        self._collect()
+        for source in list(self.sources.values()):
+            source.close()
+        self.sources.clear()
 
-    # -- workers ----------------------------------------------------------
-    def _all_wanted(self):
-        merged = {}
-        for wanted in self._wanted.values():
-            for key, priority in wanted.items():
-                if key not in merged or priority < merged[key]:
-                    merged[key] = priority
-        return merged
+    # -- internals -----------------------------------------------------------------------------
+    def _take(self, accept, limit=None):
+        """Pop the best outstanding keys that need reading ({(source id, level): [coords]}, in order)."""
+        groups, taken = {}, 0
+        while limit is None or taken < limit:
+            if accept is not None:
+                best = self.queue.peek_priority()
+                if best is None or not accept(best):
+                    break
+            key = self.queue.pop()
+            if key is None:
+                break
+            if key in self._in_flight or key in self._failed or key[0] not in self.sources or key in self.cache:
+                continue
+            groups.setdefault(key[:2], []).append(key[2])
+            taken += 1
+        return groups
 
-    def _outstanding(self):
-        """{key: priority} of wanted chunks neither cached nor failed (called with the lock held)."""
-        failed = {key for key, _ in self.errors}
-        return {key: priority for key, priority in self._all_wanted().items()
-                if key not in failed and self.cache.peek(key) is None}
+    def _start(self, groups, wait=False):
+        if self._busy_since is None and groups:
+            self._busy_since = time.perf_counter()
+        started = len(self._reads)
+        for (source_id, level), coords in groups.items():
+            source = self.sources[source_id]
+            reserved = len(coords) * source.chunk_nbytes(level)
+            self.cache.reserve(reserved)
+            try:
+                reads = source.reader.start(level, coords)
+            except Exception as error:  # e.g. a level that cannot be opened: every chunk of the group failed
+                self.cache.release(reserved)
+                for c in coords:
+                    self._fail(source.key(level, c), error)
+                continue
+            self._in_flight.update(source.key(level, c) for c in coords)
+            share = reserved // max(1, len(reads))
+            self._reads.extend((read, source, level, share) for read in reads)
+        if wait:
+            for read, *_ in self._reads[started:]:
+                read.results()
 
-    def _take_batch(self):
-        """Best chunks of one level that nobody is reading yet (called with the lock held)."""
-        candidates = sorted((priority, key) for key, priority in self._outstanding().items()
-                            if key not in self._in_flight)
-        if not candidates:
-            return None, []
-        level = candidates[0][1][0]
-        keys = [key for _, key in candidates if key[0] == level][: self.batch]
-        self._in_flight.update(keys)
-        return level, keys
-
-    def _work(self):
-        while True:
-            with self._condition:
-                while not self._closed:
-                    level, keys = self._take_batch()
-                    if keys:
-                        break
-                    self._condition.wait()
-                if self._closed:
-                    return
-            self._serve(level, keys)
-
-    def serve_until_idle(self):
-        """Serve every submission in the calling thread, best first (an engine made with workers=0)."""
-        while True:
-            with self._condition:
-                level, keys = self._take_batch()
-            if not keys:
-                return
-            self._serve(level, keys)
-
-    def _serve(self, level, keys):
-        start = time.perf_counter()
-        lvl = self.image.levels[level]
-        reserved = len(keys) * int(np.prod(chunk_shape(lvl))) * lvl.dtype.itemsize
-        self.cache.reserve(reserved)
-        try:
-            chunks = self.reader.read_chunks(level, [index for _, index in keys])
-        except Exception as error:  # a corrupt chunk must not stop the other views
-            chunks = {}
-            with self._condition:
-                self.errors.extend((key, error) for key in keys)
-        finally:
+    def _collect(self):
+        arrived = 0
+        pending = []
+        for entry in self._reads:
+            read, source, level, reserved = entry
+            if not read.done():
+                pending.append(entry)
+                continue
+            try:
+                results = read.results()
+            except Exception as error:  # the whole read failed
+                results = {c: error for c in read.coords}
             self.cache.release(reserved)
-        elapsed = time.perf_counter() - start
-        count, nbytes = len(chunks), sum(data.nbytes for data in chunks.values())
-        for index, data in chunks.items():
-            self.cache.put((level, index), data)
-        chunks = data = None  # the batch lives on in the cache only
-        if self.cache.evicted_bytes - self._trimmed_at >= _TRIM_EVERY_BYTES:
-            self._trimmed_at = self.cache.evicted_bytes
-            release_freed_memory()
-        with self._condition:
-            self._in_flight.difference_update(keys)
-            for wanted in self._wanted.values():
-                for key in keys:
-                    wanted.pop(key, None)
-            self.chunks_read += count
-            self.bytes_read += nbytes
-            self.seconds_reading += elapsed
+            for c in read.coords:
+                key = source.key(level, c)
+                self._in_flight.discard(key)
+                data = results.get(c)
+                if isinstance(data, BaseException) or data is None:
+                    self._fail(key, data if data is not None else KeyError(f"chunk {c} missing from the read"))
+                    continue
+                if source.id in self.sources:  # a source removed meanwhile keeps nothing in the cache
+                    self.cache.put(key, data)
+                self.queue.discard(key)
+                self.chunks_read += 1
+                self.bytes_read += data.nbytes
+                arrived += 1
+        self._reads = pending
+        now = time.perf_counter()
+        if self._busy_since is not None:
+            self.seconds_reading += now - self._busy_since
+            self._busy_since = now if pending else None
+        if arrived:
             self.generation += 1
-            self._condition.notify_all()
+            if self.cache.evicted_bytes - self._trimmed_at >= _TRIM_EVERY_BYTES:
+                self._trimmed_at = self.cache.evicted_bytes
+                release_freed_memory()
+        return arrived
+
+    def _fail(self, key, error):
+        """A chunk that cannot be read: reported once, never asked for again; the other chunks go on."""
+        self._in_flight.discard(key)
+        self.queue.discard(key)
+        self._failed[key] = True
+        if len(self._failed) > _FAILED_KEYS_KEPT:
+            self._failed.popitem(last=False)
+        self.errors.append((key, error))
+        self.error_count += 1

@@ -9,8 +9,6 @@ the whole view at every arrival.
 
 import numpy as np
 
-from .chunk_io import chunk_box, chunk_shape
-
 
 def _fill_value(image):
     array = image.levels[0].array
@@ -25,9 +23,9 @@ class Composition:
     the fetch engine serves coarse levels first).
     """
 
-    def __init__(self, image, plan, out=None):
-        self.image, self.plan = image, plan
-        dtype = image.levels[0].dtype
+    def __init__(self, source, plan, out=None):
+        self.source, self.image, self.plan = source, source.image, plan
+        dtype = self.image.levels[0].dtype
         if out is None or out.shape != plan.shape or out.dtype != dtype:
             out = np.empty(plan.shape, dtype=dtype)
         self.out = out
@@ -56,7 +54,7 @@ class Composition:
         arrived = {}
         for level in sorted(self.plan.chunks):
             indices = self.plan.chunks[level]
-            new = [(index, look((level, index))) for index in indices if (level, index) not in self._painted]
+            new = [(index, look(self.source.key(level, index))) for index in indices if (level, index) not in self._painted]
             new = [(index, data) for index, data in new if data is not None]
             if new:
                 arrived[level] = new
@@ -98,7 +96,7 @@ def _paint_aligned(image, plan, index, chunks, out):
     level = image.levels[index]
     if index == plan.level:  # same grid: plain copies, sliced per axis once
         pieces = [{c: (into_out, into_chunk) for c, into_out, into_chunk in _axis_pieces(a, b, size)}
-                  for (a, b), size in zip(plan.box, chunk_shape(level))]
+                  for (a, b), size in zip(plan.box, level.chunk_shape)]
         for idx, data in chunks:
             try:
                 (oz, dz), (oy, dy), (ox, dx) = [axis[c] for axis, c in zip(pieces, idx)]
@@ -108,7 +106,7 @@ def _paint_aligned(image, plan, index, chunks, out):
         return
     # Coarser level: the proxy voxel centres, mapped exactly into this level, rounded to the nearest voxel.
     target = image.levels[plan.level]
-    mapping = np.linalg.inv(level.ijk_to_ras) @ target.ijk_to_ras
+    mapping = level.ras_to_ijk @ target.ijk_to_ras
     maps = []  # per z, y, x axis: this level's index of each proxy voxel
     for axis_zyx, (a, b) in enumerate(plan.box):
         axis = 2 - axis_zyx
@@ -116,7 +114,7 @@ def _paint_aligned(image, plan, index, chunks, out):
         maps.append(np.floor(mapping[axis, axis] * positions + mapping[axis, 3] + 0.5).astype(np.int64))
     for idx, data in chunks:
         spans, local = [], []
-        for indices, (c0, c1) in zip(maps, chunk_box(level, idx)):
+        for indices, (c0, c1) in zip(maps, level.chunk_box(idx)):
             hit = np.nonzero((indices >= c0) & (indices < c1))[0]
             if not len(hit):
                 break
@@ -135,12 +133,12 @@ def _paint_aligned(image, plan, index, chunks, out):
 
 def _paint_oblique(image, plan, index, chunks, out):
     level = image.levels[index]
-    xy_to_ijk = np.linalg.inv(level.ijk_to_ras) @ plan.xy_to_ras
+    xy_to_ijk = level.ras_to_ijk @ plan.xy_to_ras
     ijk_to_xy = np.linalg.inv(xy_to_ijk)
     height, width = out.shape[1:]
     offsets = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=float)
     for idx, data in chunks:
-        (z0, z1), (y0, y1), (x0, x1) = chunk_box(level, idx)
+        (z0, z1), (y0, y1), (x0, x1) = level.chunk_box(idx)
         start, stop = np.array([x0, y0, z0]) - 0.5, np.array([x1, y1, z1]) - 0.5
         corners = start + offsets * (stop - start)
         xy = (ijk_to_xy[:3, :3] @ corners.T).T + ijk_to_xy[:3, 3]

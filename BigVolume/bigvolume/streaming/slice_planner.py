@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .chunk_io import chunk_grid_shape, chunk_shape
-from .engine import PREFETCH, VISIBLE
 from .level_choice import choose_level, pixel_size_mm
+from .ordering import NOW, PREFETCH, VISIBLE
 
 _ALIGN_TOLERANCE = 1e-6
 FILL_COST = 8  # see fill_levels
 FILL_CHEAP = 4
+FIRST_FRAME_MAX_CHUNKS = 8  # a first frame needing more coarsest chunks (a store with a large top level) waits its turn
 
 
 @dataclass
@@ -41,8 +41,8 @@ class SlicePlan:
     box: tuple  # proxy box on the level grid ((z0, z1), (y0, y1), (x0, x1)); oblique: the XY grid (1, h, w)
     proxy_ijk_to_ras: np.ndarray
     xy_to_ras: np.ndarray
-    chunks: dict = field(default_factory=dict)  # level -> list of chunk indices (z, y, x) the view needs
-    requests: list = field(default_factory=list)  # (priority, (level, index)) for the fetch engine
+    chunks: dict = field(default_factory=dict)  # level -> list of chunk coordinates (z, y, x) the view needs
+    needs: list = field(default_factory=list)  # (tier, level, distance, coords) for the ordering policy
 
     @property
     def shape(self):
@@ -51,10 +51,6 @@ class SlicePlan:
     @property
     def empty(self):
         return any(n <= 0 for n in self.shape)
-
-
-def _ras_to_ijk(level):
-    return np.linalg.inv(level.ijk_to_ras)
 
 
 def _aligned_axes(xy_to_ijk):
@@ -69,16 +65,6 @@ def _aligned_axes(xy_to_ijk):
     return tuple(hot) if len(set(hot)) == 3 else None
 
 
-def _chunk_ranges(box_zyx, chunk_zyx):
-    return [range(a // c, (b - 1) // c + 1) if b > a else range(0) for (a, b), c in zip(box_zyx, chunk_zyx)]
-
-
-def chunks_in_box(level, box_zyx):
-    """Chunk indices (z, y, x) of `level` intersecting a box."""
-    rz, ry, rx = _chunk_ranges(box_zyx, chunk_shape(level))
-    return [(z, y, x) for z in rz for y in ry for x in rx]
-
-
 def _clip_box(box_zyx, shape_zyx):
     """Box clipped to the volume; empty boxes keep stop == start."""
     clipped = []
@@ -91,7 +77,7 @@ def _clip_box(box_zyx, shape_zyx):
 def _box_on_level(image, source_level, box_zyx, target_level):
     """The box of `target_level` voxels covering the same physical region as `box_zyx` of `source_level`."""
     src, dst = image.levels[source_level], image.levels[target_level]
-    mapping = _ras_to_ijk(dst) @ src.ijk_to_ras
+    mapping = dst.ras_to_ijk @ src.ijk_to_ras
     (z0, z1), (y0, y1), (x0, x1) = box_zyx
     corners = np.array([[x, y, z, 1.0] for x in (x0 - 0.5, x1 - 0.5) for y in (y0 - 0.5, y1 - 0.5) for z in (z0 - 0.5, z1 - 0.5)])
     ijk = (mapping @ corners.T)[:3]
@@ -100,29 +86,30 @@ def _box_on_level(image, source_level, box_zyx, target_level):
     return _clip_box(((lo[2], hi[2]), (lo[1], hi[1]), (lo[0], hi[0])), dst.volume_shape)
 
 
-def _distance_priorities(level, indices, centre_ijk):
+def _distances(level, indices, centre_ijk):
     """Distance (voxels) from each chunk's centre to the view centre."""
     if not indices:
         return np.zeros(0)
-    shape = np.array(chunk_shape(level))[::-1]  # x, y, z
+    shape = np.array(level.chunk_shape)[::-1]  # x, y, z
     centres = (np.array([idx[::-1] for idx in indices], dtype=float) + 0.5) * shape
     return np.linalg.norm(centres - centre_ijk, axis=1)
 
 
-def plan_slice(image, xy_to_ras, dims, motion_ras=None):
-    """Plan one slice view: level, proxy box or grid, chunks needed at every level, fetch requests.
+def plan_slice(image, xy_to_ras, dims, motion_ras=None, first_frame=False):
+    """Plan one slice view: level, proxy box or grid, chunks needed at every level, and the needs to fetch.
 
     xy_to_ras: the slice node's XYToRAS (4x4); dims: (width, height) in pixels.
     motion_ras: how the view's centre moved since the last plan (RAS mm), to prefetch ahead of it.
+    first_frame: the view shows nothing yet; its few coarsest chunks are needed NOW.
     """
     xy_to_ras = np.asarray(xy_to_ras, dtype=float)
     width, height = int(dims[0]), int(dims[1])
     pixel = pixel_size_mm(xy_to_ras)
-    probe = _aligned_axes(_ras_to_ijk(image.levels[0]) @ xy_to_ras)
+    probe = _aligned_axes(image.levels[0].ras_to_ijk @ xy_to_ras)
     in_plane = (probe[0], probe[1]) if probe else (0, 1, 2)
     level_index = choose_level(image, pixel, in_plane)
     level = image.levels[level_index]
-    xy_to_ijk = _ras_to_ijk(level) @ xy_to_ras
+    xy_to_ijk = level.ras_to_ijk @ xy_to_ras
     axes = _aligned_axes(xy_to_ijk)
     centre_xy = np.array([(width - 1) / 2.0, (height - 1) / 2.0, 0.0, 1.0])
     if axes is not None:
@@ -130,7 +117,7 @@ def plan_slice(image, xy_to_ras, dims, motion_ras=None):
     else:
         plan = _plan_oblique(image, level_index, xy_to_ras, width, height)
     plan.xy_to_ras = xy_to_ras
-    _add_requests(image, plan, centre_xy, motion_ras)
+    _add_needs(image, plan, centre_xy, motion_ras, first_frame)
     return plan
 
 
@@ -154,7 +141,7 @@ def _plan_aligned(image, level_index, xy_to_ijk, width, height, axes):
     plan = SlicePlan(level_index, "aligned", box, proxy, None)
     if not plan.empty:
         for index in range(level_index, len(image.levels)):
-            plan.chunks[index] = chunks_in_box(image.levels[index], _box_on_level(image, level_index, box, index))
+            plan.chunks[index] = image.levels[index].chunks_in_box(_box_on_level(image, level_index, box, index))
     return plan
 
 
@@ -164,7 +151,7 @@ def _oblique_chunks(level, xy_to_ijk, width, height):
     corners = np.array([[x, y, 0.0, 1.0] for x in (-0.5, width - 0.5) for y in (-0.5, height - 0.5)])
     ijk = (xy_to_ijk @ corners.T)[:3]
     shape_xyz = np.array(level.volume_shape[::-1])
-    chunk_xyz = np.array(chunk_shape(level)[::-1])
+    chunk_xyz = np.array(level.chunk_shape[::-1])
     lo = np.clip(np.floor(ijk.min(axis=1) + 0.5), 0, shape_xyz - 1).astype(int) // chunk_xyz
     hi = np.clip(np.floor(ijk.max(axis=1) + 0.5), 0, shape_xyz - 1).astype(int) // chunk_xyz + 1
     grid = np.stack(np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi)], indexing="ij"), -1).reshape(-1, 3)
@@ -186,7 +173,7 @@ def _plan_oblique(image, level_index, xy_to_ras, width, height):
     plan = SlicePlan(level_index, "oblique", ((0, 1), (0, height), (0, width)), xy_to_ras.copy(), None)
     for index in range(level_index, len(image.levels)):
         level = image.levels[index]
-        plan.chunks[index] = _oblique_chunks(level, _ras_to_ijk(level) @ xy_to_ras, width, height)
+        plan.chunks[index] = _oblique_chunks(level, level.ras_to_ijk @ xy_to_ras, width, height)
     return plan
 
 
@@ -206,33 +193,31 @@ def fill_levels(image, plan):
             if index > plan.level and (index == coarsest or len(chunks) <= FILL_CHEAP or len(chunks) * FILL_COST <= own)]
 
 
-def _add_requests(image, plan, centre_xy, motion_ras):
-    requests = []
+def _add_needs(image, plan, centre_xy, motion_ras, first_frame):
+    needs = []
     fetched = {plan.level, *fill_levels(image, plan)}
-    for index, indices in plan.chunks.items():
+    coarsest = len(image.levels) - 1
+    for index, coords in plan.chunks.items():
         if index not in fetched:
             continue
         level = image.levels[index]
-        centre_ijk = (_ras_to_ijk(level) @ plan.xy_to_ras @ centre_xy)[:3]
-        for idx, distance in zip(indices, _distance_priorities(level, indices, centre_ijk)):
-            requests.append(((VISIBLE, -index, float(distance)), (index, idx)))
+        tier = NOW if first_frame and index == coarsest and len(coords) <= FIRST_FRAME_MAX_CHUNKS else VISIBLE
+        centre_ijk = (level.ras_to_ijk @ plan.xy_to_ras @ centre_xy)[:3]
+        needs += [(tier, index, float(d), c) for c, d in zip(coords, _distances(level, coords, centre_ijk))]
     if motion_ras is not None and plan.kind == "aligned" and not plan.empty and np.linalg.norm(motion_ras) > 0:
         level = image.levels[plan.level]
-        step_ijk = _ras_to_ijk(level)[:3, :3] @ np.asarray(motion_ras, dtype=float)
-        chunk_xyz = np.array(chunk_shape(level)[::-1])
+        step_ijk = level.ras_to_ijk[:3, :3] @ np.asarray(motion_ras, dtype=float)
+        chunk_xyz = np.array(level.chunk_shape[::-1])
         shift = np.where(np.abs(step_ijk) > 1e-9, np.sign(step_ijk) * chunk_xyz, 0).astype(int)[::-1]  # z, y, x
         ahead = _clip_box(tuple((a + s, b + s) for (a, b), s in zip(plan.box, shift)), level.volume_shape)
         visible = set(plan.chunks[plan.level])
-        centre_ijk = (_ras_to_ijk(level) @ plan.xy_to_ras @ centre_xy)[:3]
-        extra = [idx for idx in chunks_in_box(level, ahead) if idx not in visible]
-        for idx, distance in zip(extra, _distance_priorities(level, extra, centre_ijk)):
-            requests.append(((PREFETCH, -plan.level, float(distance)), (plan.level, idx)))
-    plan.requests = requests
+        centre_ijk = (level.ras_to_ijk @ plan.xy_to_ras @ centre_xy)[:3]
+        extra = [c for c in level.chunks_in_box(ahead) if c not in visible]
+        needs += [(PREFETCH, plan.level, float(d), c) for c, d in zip(extra, _distances(level, extra, centre_ijk))]
+    plan.needs = needs
 
 
-def coarsest_level_requests(image):
-    """Every chunk of the coarsest level, fetched on open (after what the views show) so no view is ever empty."""
-    index = len(image.levels) - 1
-    grid = chunk_grid_shape(image.levels[index])
-    return [((PREFETCH, -index, 0.0), (index, (z, y, x)))
-            for z in range(grid[0]) for y in range(grid[1]) for x in range(grid[2])]
+def coarsest_level_needs(image):
+    """Every chunk of the coarsest level, prefetched after what the views show, so no view is ever empty."""
+    level = image.levels[-1]
+    return [(PREFETCH, level.index, 0.0, c) for c in level.all_chunks()]

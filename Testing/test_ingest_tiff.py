@@ -175,7 +175,7 @@ def test_colour_and_multi_page_files_in_a_folder(tmp_path, volume):
 
 def test_empty_folder_and_unmatched_pattern(tmp_path, volume):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(InputError, match="not a format BigVolume reads"):
+    with pytest.raises(InputError, match="the folder is empty"):
         open_source(tmp_path / "empty")
     folder = write_slices(tmp_path / "stack", volume[:2])
     with pytest.raises(InputError, match=r"no TIFF slices found matching 'rec_\*'"):

@@ -1,0 +1,123 @@
+"""The ordering policy and the engine: one queue for every view and source, cheap at tens of thousands of chunks."""
+
+import threading
+
+import numpy as np
+import pytest
+
+import bigvolume
+from bigvolume.streaming.cache import ChunkCache
+from bigvolume.streaming.engine import FetchEngine
+from bigvolume.streaming.ordering import BACKGROUND, NOW, PREFETCH, VISIBLE, RequestQueue, priorities
+from bigvolume.streaming.readers import DirectChunkReader, ZarrChunkReader
+from bigvolume.streaming.sources import ChunkSource
+
+
+def _drain(queue):
+    out = []
+    while (key := queue.pop()) is not None:
+        out.append(key)
+    return out
+
+
+def test_tiers_then_coarse_before_fine_then_nearest_first():
+    queue = RequestQueue()
+    queue.replace("view", priorities([
+        (VISIBLE, 0, 1.0, "fine near"), (VISIBLE, 0, 9.0, "fine far"), (VISIBLE, 2, 5.0, "coarse"),
+        (PREFETCH, 3, 0.0, "prefetch"), (BACKGROUND, 4, 0.0, "background"), (NOW, 4, 3.0, "first frame")]))
+    assert _drain(queue) == ["first frame", "coarse", "fine near", "fine far", "prefetch", "background"]
+
+
+def test_requesters_take_turns_whatever_their_distances():
+    queue = RequestQueue()
+    # A big view measures distance in many voxels, a small one in few: ranks, not distances, decide.
+    queue.replace("big", priorities([(VISIBLE, 0, 100.0 * i, f"big{i}") for i in range(4)]))
+    queue.replace("small", priorities([(VISIBLE, 0, 1.0 * i, f"small{i}") for i in range(4)]))
+    order = _drain(queue)
+    assert [key[:-1] for key in order] == ["big", "small"] * 4 or [key[:-1] for key in order] == ["small", "big"] * 4
+    assert all(order.index(f"big{i}") < order.index(f"big{i + 1}") for i in range(3))
+
+
+def test_a_chunk_wanted_by_two_requesters_gets_the_better_priority_and_is_served_once():
+    queue = RequestQueue()
+    queue.replace("a", priorities([(PREFETCH, 0, 0.0, "shared"), (VISIBLE, 0, 0.0, "a only")]))
+    queue.replace("b", priorities([(VISIBLE, 1, 0.0, "shared")]))
+    assert _drain(queue) == ["shared", "a only"]
+    assert queue.wants("a") == {} and queue.wants("b") == {} and len(queue) == 0
+    queue.replace("a", priorities([(VISIBLE, 0, 0.0, "x")]))
+    queue.replace("b", priorities([(VISIBLE, 0, 0.0, "x")]))
+    queue.withdraw("a")
+    assert "x" in queue, "b still wants it"
+    queue.withdraw("b")
+    assert "x" not in queue and queue.pop() is None
+
+
+def test_a_moving_view_cancels_what_it_no_longer_needs_in_a_queue_of_over_ten_thousand_chunks():
+    queue = RequestQueue()
+    for view in range(4):  # four views, 3,000 chunks each: 12,000 outstanding
+        queue.replace(f"view{view}", priorities([(VISIBLE, 0, float(i), (view, i)) for i in range(3000)]))
+    assert len(queue) == 12_000
+    # view0 moves: half of its chunks stay in view, half are new.
+    queue.replace("view0", priorities([(VISIBLE, 0, float(i), (0, i)) for i in range(1500, 4500)]))
+    assert len(queue) == 12_000
+    assert not any((0, i) in queue for i in range(1500)), "what left the view is cancelled before it is read"
+    served = _drain(queue)
+    assert len(served) == 12_000 and len(set(served)) == 12_000
+    assert not {(0, i) for i in range(1500)} & set(served)
+    # Repeated moves leave no unbounded heap behind.
+    for shift in range(20):
+        queue.replace("view1", priorities([(VISIBLE, 0, float(i), (1, i + 100 * shift)) for i in range(3000)]))
+    assert len(queue._heap) <= 4 * len(queue) + 1024
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    voxels = np.arange(64 * 64 * 64, dtype=np.uint16).reshape(64, 64, 64)
+    path = tmp_path_factory.mktemp("engine") / "s.ome.zarr"
+    bigvolume.write_pyramid(voxels, path, chunks=(16, 16, 16), coarsest=16)
+    return path, voxels
+
+
+def test_two_sources_share_one_cache_and_their_keys_never_mix(store):
+    path, voxels = store
+    a, b = bigvolume.open_image(path), bigvolume.open_image(path)
+    engine = FetchEngine(ChunkCache(1 << 26))
+    first, second = engine.add_source(ChunkSource(a)), engine.add_source(ChunkSource(b))
+    assert first.id != second.id
+    engine.submit("view", [(VISIBLE, 0, 0.0, first.key(0, (0, 0, 0))), (VISIBLE, 0, 0.0, second.key(0, (1, 1, 1)))])
+    assert engine.wait_idle(10) and engine.chunks_read == 2
+    np.testing.assert_array_equal(engine.cache.peek(first.key(0, (0, 0, 0))), voxels[:16, :16, :16])
+    np.testing.assert_array_equal(engine.cache.peek(second.key(0, (1, 1, 1))), voxels[16:32, 16:32, 16:32])
+    assert first.key(0, (1, 1, 1)) not in engine.cache
+    engine.remove_source(second.id)  # its chunks leave the cache, the other source's stay
+    assert second.key(0, (1, 1, 1)) not in engine.cache and first.key(0, (0, 0, 0)) in engine.cache
+    engine.close()
+
+
+def test_workers_change_in_place_and_reads_go_on(store):
+    path, _ = store
+    image = bigvolume.open_image(path)
+    engine = FetchEngine(ChunkCache(1 << 26), workers=2)
+    source = engine.add_source(ChunkSource(image, reader=DirectChunkReader(image)))
+    coords = image.levels[0].all_chunks()
+    engine.submit("view", [(VISIBLE, 0, float(i), source.key(0, c)) for i, c in enumerate(coords[:30])])
+    engine.step()
+    engine.set_workers(1)  # reads already started finish; new ones use one thread
+    engine.submit("view2", [(VISIBLE, 0, float(i), source.key(0, c)) for i, c in enumerate(coords[30:])])
+    assert engine.wait_idle(10) and engine.chunks_read == len(coords) and engine.concurrency == 32
+    engine.close()
+
+
+def test_readers_leave_no_threads_behind(store):
+    path, _ = store
+    image = bigvolume.open_image(path)
+    before = {t for t in threading.enumerate() if t.name.startswith("bigvolume-")}
+    for reader_class in (DirectChunkReader, ZarrChunkReader):
+        for _ in range(5):  # as many opens and closes as a user makes
+            engine = FetchEngine(ChunkCache(1 << 24))
+            source = engine.add_source(ChunkSource(image, reader=reader_class(image)))
+            engine.submit("v", [(VISIBLE, 0, 0.0, source.key(0, c)) for c in image.levels[0].all_chunks()[:8]])
+            assert engine.wait_idle(10)
+            engine.close()
+    after = {t for t in threading.enumerate() if t.name.startswith("bigvolume-") and t.is_alive()}
+    assert after <= before

@@ -45,7 +45,7 @@ def box_from_ras(level, ras_min, ras_max):
     """((z0, z1), (y0, y1), (x0, x1)) of the voxels of `level` whose centres lie in the RAS box, clipped
     to the volume; None when no voxel centre does. A box not aligned with the voxel axes gets the voxels
     of its bounding box in the level's grid."""
-    ras_to_ijk = np.linalg.inv(level.ijk_to_ras)
+    ras_to_ijk = level.ras_to_ijk
     corners = ras_box_corners(ras_min, ras_max)
     ijk = (ras_to_ijk @ np.c_[corners, np.ones(len(corners))].T)[:3].T
     eps = 1e-6  # a face exactly on a voxel centre includes that voxel

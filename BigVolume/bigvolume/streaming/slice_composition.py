@@ -29,7 +29,7 @@ class Composition:
         if out is None or out.shape != plan.shape or out.dtype != dtype:
             out = np.empty(plan.shape, dtype=dtype)
         self.out = out
-        self._painted = set()  # (level, index) painted
+        self._painted = set()  # (level, chunk coordinates) painted
         self._finest = None  # finest level painted so far
         self._looked = False
         self._reset()
@@ -42,7 +42,7 @@ class Composition:
         self._finest = None
 
     def _arrived(self, cache):
-        """{level: [(index, data), ...]} of the plan's chunks in the cache and not painted yet.
+        """{level: [(coords, data), ...]} of the plan's chunks in the cache and not painted yet.
 
         Levels are scanned finest first and the scan stops at the first level
         that is there whole: coarser ones would only be painted over. The first
@@ -53,12 +53,12 @@ class Composition:
         self._looked = True
         arrived = {}
         for level in sorted(self.plan.chunks):
-            indices = self.plan.chunks[level]
-            new = [(index, look(self.source.key(level, index))) for index in indices if (level, index) not in self._painted]
-            new = [(index, data) for index, data in new if data is not None]
+            wanted = self.plan.chunks[level]
+            new = [(coords, look(self.source.key(level, coords))) for coords in wanted if (level, coords) not in self._painted]
+            new = [(coords, data) for coords, data in new if data is not None]
             if new:
                 arrived[level] = new
-            if self._counts[level] + len(new) == len(indices):
+            if self._counts[level] + len(new) == len(wanted):
                 break
         return arrived
 
@@ -75,7 +75,7 @@ class Composition:
         fill = _paint_aligned if self.plan.kind == "aligned" else _paint_oblique
         for level in sorted(arrived, reverse=True):
             fill(self.image, self.plan, level, arrived[level], self.out)
-            self._painted.update((level, index) for index, _ in arrived[level])
+            self._painted.update((level, coords) for coords, _ in arrived[level])
             self._counts[level] += len(arrived[level])
             self._finest = level if self._finest is None else min(self._finest, level)
         level = self.plan.level
@@ -92,14 +92,14 @@ def _axis_pieces(start, stop, chunk):
     return pieces
 
 
-def _paint_aligned(image, plan, index, chunks, out):
-    level = image.levels[index]
-    if index == plan.level:  # same grid: plain copies, sliced per axis once
+def _paint_aligned(image, plan, level_index, chunks, out):
+    level = image.levels[level_index]
+    if level_index == plan.level:  # same grid: plain copies, sliced per axis once
         pieces = [{c: (into_out, into_chunk) for c, into_out, into_chunk in _axis_pieces(a, b, size)}
                   for (a, b), size in zip(plan.box, level.chunk_shape)]
-        for idx, data in chunks:
+        for coords, data in chunks:
             try:
-                (oz, dz), (oy, dy), (ox, dx) = [axis[c] for axis, c in zip(pieces, idx)]
+                (oz, dz), (oy, dy), (ox, dx) = [axis[c] for axis, c in zip(pieces, coords)]
             except KeyError:  # outside the proxy box
                 continue
             out[oz, oy, ox] = data[dz, dy, dx]
@@ -112,9 +112,9 @@ def _paint_aligned(image, plan, index, chunks, out):
         axis = 2 - axis_zyx
         positions = np.arange(a, b, dtype=float)
         maps.append(np.floor(mapping[axis, axis] * positions + mapping[axis, 3] + 0.5).astype(np.int64))
-    for idx, data in chunks:
+    for coords, data in chunks:
         spans, local = [], []
-        for indices, (c0, c1) in zip(maps, level.chunk_box(idx)):
+        for indices, (c0, c1) in zip(maps, level.chunk_box(coords)):
             hit = np.nonzero((indices >= c0) & (indices < c1))[0]
             if not len(hit):
                 break
@@ -131,14 +131,14 @@ def _paint_aligned(image, plan, index, chunks, out):
             np.take(block, local[order[-1]], axis=order[-1], out=out[tuple(spans)], mode="clip")
 
 
-def _paint_oblique(image, plan, index, chunks, out):
-    level = image.levels[index]
+def _paint_oblique(image, plan, level_index, chunks, out):
+    level = image.levels[level_index]
     xy_to_ijk = level.ras_to_ijk @ plan.xy_to_ras
     ijk_to_xy = np.linalg.inv(xy_to_ijk)
     height, width = out.shape[1:]
     offsets = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=float)
-    for idx, data in chunks:
-        (z0, z1), (y0, y1), (x0, x1) = level.chunk_box(idx)
+    for coords, data in chunks:
+        (z0, z1), (y0, y1), (x0, x1) = level.chunk_box(coords)
         start, stop = np.array([x0, y0, z0]) - 0.5, np.array([x1, y1, z1]) - 0.5
         corners = start + offsets * (stop - start)
         xy = (ijk_to_xy[:3, :3] @ corners.T).T + ijk_to_xy[:3, 3]

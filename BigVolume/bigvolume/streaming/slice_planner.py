@@ -86,12 +86,12 @@ def _box_on_level(image, source_level, box_zyx, target_level):
     return _clip_box(((lo[2], hi[2]), (lo[1], hi[1]), (lo[0], hi[0])), dst.volume_shape)
 
 
-def _distances(level, indices, centre_ijk):
+def _distances(level, coords, centre_ijk):
     """Distance (voxels) from each chunk's centre to the view centre."""
-    if not indices:
+    if not coords:
         return np.zeros(0)
     shape = np.array(level.chunk_shape)[::-1]  # x, y, z
-    centres = (np.array([idx[::-1] for idx in indices], dtype=float) + 0.5) * shape
+    centres = (np.array([c[::-1] for c in coords], dtype=float) + 0.5) * shape
     return np.linalg.norm(centres - centre_ijk, axis=1)
 
 
@@ -140,8 +140,8 @@ def _plan_aligned(image, level_index, xy_to_ijk, width, height, axes):
     proxy[:3, 3] = (level.ijk_to_ras @ np.append(start_ijk, 1.0))[:3]
     plan = SlicePlan(level_index, "aligned", box, proxy, None)
     if not plan.empty:
-        for index in range(level_index, len(image.levels)):
-            plan.chunks[index] = image.levels[index].chunks_in_box(_box_on_level(image, level_index, box, index))
+        for coarser in range(level_index, len(image.levels)):
+            plan.chunks[coarser] = image.levels[coarser].chunks_in_box(_box_on_level(image, level_index, box, coarser))
     return plan
 
 
@@ -171,9 +171,9 @@ def _oblique_chunks(level, xy_to_ijk, width, height):
 
 def _plan_oblique(image, level_index, xy_to_ras, width, height):
     plan = SlicePlan(level_index, "oblique", ((0, 1), (0, height), (0, width)), xy_to_ras.copy(), None)
-    for index in range(level_index, len(image.levels)):
-        level = image.levels[index]
-        plan.chunks[index] = _oblique_chunks(level, level.ras_to_ijk @ xy_to_ras, width, height)
+    for coarser in range(level_index, len(image.levels)):
+        level = image.levels[coarser]
+        plan.chunks[coarser] = _oblique_chunks(level, level.ras_to_ijk @ xy_to_ras, width, height)
     return plan
 
 
@@ -189,21 +189,21 @@ def fill_levels(image, plan):
     """
     own = len(plan.chunks.get(plan.level, ()))
     coarsest = len(image.levels) - 1
-    return [index for index, chunks in plan.chunks.items()
-            if index > plan.level and (index == coarsest or len(chunks) <= FILL_CHEAP or len(chunks) * FILL_COST <= own)]
+    return [level for level, chunks in plan.chunks.items()
+            if level > plan.level and (level == coarsest or len(chunks) <= FILL_CHEAP or len(chunks) * FILL_COST <= own)]
 
 
 def _add_needs(image, plan, centre_xy, motion_ras, first_frame):
     needs = []
     fetched = {plan.level, *fill_levels(image, plan)}
     coarsest = len(image.levels) - 1
-    for index, coords in plan.chunks.items():
-        if index not in fetched:
+    for level_index, coords in plan.chunks.items():
+        if level_index not in fetched:
             continue
-        level = image.levels[index]
-        tier = NOW if first_frame and index == coarsest and len(coords) <= FIRST_FRAME_MAX_CHUNKS else VISIBLE
+        level = image.levels[level_index]
+        tier = NOW if first_frame and level_index == coarsest and len(coords) <= FIRST_FRAME_MAX_CHUNKS else VISIBLE
         centre_ijk = (level.ras_to_ijk @ plan.xy_to_ras @ centre_xy)[:3]
-        needs += [(tier, index, float(d), c) for c, d in zip(coords, _distances(level, coords, centre_ijk))]
+        needs += [(tier, level_index, float(d), c) for c, d in zip(coords, _distances(level, coords, centre_ijk))]
     if motion_ras is not None and plan.kind == "aligned" and not plan.empty and np.linalg.norm(motion_ras) > 0:
         level = image.levels[plan.level]
         step_ijk = level.ras_to_ijk[:3, :3] @ np.asarray(motion_ras, dtype=float)

@@ -1,13 +1,19 @@
 """Benchmark: chunk I/O engines reading the same chunks of an on-disk BigVolume store.
 
 Engines: zarr-python's default codec pipeline (BigVolume's ZarrChunkReader),
-zarr-python with the zarrs (Rust) codec pipeline, tensorstore, and
-BigVolume's DirectChunkReader. Each reads every 64^3 chunk of a region of
-level 0 in batches of 32 from two fetch threads, as the fetch engine does,
-with a cold page cache where the machine allows (else warm, said in the
-output), and again while another thread holds the GIL in 10 ms sleeps,
-standing in for Slicer's main thread (which holds the GIL while Qt idles):
-an engine that needs the GIL to read or decode starves there.
+zarr-python with the zarrs (Rust) codec pipeline, tensorstore
+(BigVolume's TensorstoreReader) and BigVolume's DirectChunkReader. Each
+reads every 64^3 chunk of a region of level 0 in batches of 32 from two
+fetch threads (`read_chunks`, blocking), with a cold page cache where the
+machine allows (else warm, said in the output), and again while another
+thread holds the GIL in 10 ms sleeps, standing in for Slicer's main thread
+(which holds the GIL while Qt idles): an engine that needs the GIL to read or
+decode starves there.
+
+tensorstore is also measured the way the fetch engine now drives it
+("tensorstore, started and collected"): the calling thread starts every
+chunk read at once (`start`) and collects the finished futures itself, so no
+Python thread is in the path; tensorstore's own threads read and decode.
 
     python bench/chunk_io_engines.py --store bench/work/disk-2048.ome.zarr [--output bench/results/chunk_io_engines.json]
 """
@@ -26,38 +32,16 @@ sys.path.insert(0, HERE)
 from common import write_report  # noqa: E402
 
 
-class TensorstoreReader:
-    name = "tensorstore"
-
-    def __init__(self, image):
-        import tensorstore as ts
-
-        from bigvolume.streaming.chunk_io import chunk_box
-
-        self._box = chunk_box
-        self.image = image
-        root = image.location
-        self.arrays = [ts.open({"driver": "zarr3", "kvstore": {"driver": "file", "path": os.path.join(root, lvl.path)}},
-                               read=True).result() for lvl in image.levels]
-
-    def read_chunks(self, level_index, indices):
-        level = self.image.levels[level_index]
-        array = self.arrays[level_index]
-        futures = []
-        for index in indices:
-            (z0, z1), (y0, y1), (x0, x1) = self._box(level, index)
-            futures.append((index, array[z0:z1, y0:y1, x0:x1].read()))
-        return {index: future.result() for index, future in futures}
-
-
 def _zarrs_reader(image_path):
     import zarr
 
     import bigvolume
-    from bigvolume.streaming.chunk_io import ZarrChunkReader
+    from bigvolume.streaming.readers import ZarrChunkReader
+
+    import zarrs  # noqa: F401  (zarr's config accepts a pipeline it cannot import; fail here instead)
 
     zarr.config.set({"codec_pipeline.path": "zarrs.ZarrsCodecPipeline"})
-    reader = ZarrChunkReader(bigvolume.open_image(image_path))
+    reader = ZarrChunkReader(bigvolume.open_image(image_path), threads=2)
     reader.name = "zarr-python + zarrs"
     return reader
 
@@ -117,6 +101,29 @@ def _run(reader, indices, batch=32, threads=2, spin=False):
     return total[0] / seconds
 
 
+def _run_started(reader, indices, spin=False):
+    """Chunks per second reading `indices` of level 0 the fetch engine's way: every read started at once
+    (`reader.start`), the finished ones collected by the calling thread between pauses. With `spin`, the
+    calling thread is Slicer's main thread: it holds the GIL in 10 ms sleeps and collects between them."""
+    import ctypes
+
+    libc = ctypes.PyDLL(None)
+    pause = (lambda: libc.usleep(10000)) if spin else (lambda: time.sleep(0.001))
+    start = time.perf_counter()
+    pending, total = reader.start(0, indices), 0
+    while pending:
+        waiting = []
+        for read in pending:
+            if read.done():
+                total += sum(not isinstance(r, BaseException) for r in read.results().values())
+            else:
+                waiting.append(read)
+        pending = waiting
+        if pending:
+            pause()
+    return total / (time.perf_counter() - start)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", default=os.path.join(HERE, "work", "disk-2048.ome.zarr"))
@@ -125,32 +132,46 @@ def main():
     args = parser.parse_args()
 
     import bigvolume
-    from bigvolume.streaming.chunk_io import DirectChunkReader, ZarrChunkReader, chunk_grid_shape
+    from bigvolume.streaming.readers import DirectChunkReader, TensorstoreReader, ZarrChunkReader
 
     image = bigvolume.open_image(args.store)
-    grid = chunk_grid_shape(image.levels[0])
-    indices = [(z, y, x) for z in range(grid[0]) for y in range(grid[1]) for x in range(grid[2])][: args.chunks]
-    chunk_mb = np.prod(image.levels[0].chunks) * image.levels[0].dtype.itemsize / 1e6
-    makers = [("zarr-python", lambda: ZarrChunkReader(bigvolume.open_image(args.store))),
-              ("direct", lambda: DirectChunkReader(bigvolume.open_image(args.store))),
-              ("tensorstore", lambda: TensorstoreReader(bigvolume.open_image(args.store))),
-              ("zarr-python + zarrs", lambda: _zarrs_reader(args.store))]
+    level0 = image.levels[0]
+    indices = level0.all_chunks()[: args.chunks]
+    chunk_mb = level0.chunk_nbytes / 1e6
+    # (name, reader, how it is driven): two fetch threads calling read_chunks, or started and collected
+    makers = [("zarr-python", lambda: ZarrChunkReader(bigvolume.open_image(args.store), threads=2), _run),
+              ("direct", lambda: DirectChunkReader(bigvolume.open_image(args.store), threads=2), _run),
+              ("tensorstore", lambda: TensorstoreReader(bigvolume.open_image(args.store), threads=2), _run),
+              ("tensorstore, started and collected",
+               lambda: TensorstoreReader(bigvolume.open_image(args.store), threads=2), _run_started),
+              ("zarr-python + zarrs", lambda: _zarrs_reader(args.store), _run)]
     results = {}
-    for name, make in makers:
+    for name, make, run in makers:
         try:
             reader = make()
         except Exception as error:  # an engine that is not installed is reported, not fatal
             results[name] = {"error": f"{type(error).__name__}: {error}"}
+            print(name, json.dumps(results[name]), flush=True)
             continue
         entry = {}
-        for label, spin in (("free", False), ("gil_busy_main_thread", True)):
-            cold = _drop_page_cache(args.store)
-            rate = _run(reader, indices, spin=spin)
-            entry[label] = {"chunks_per_s": rate, "mb_per_s": rate * chunk_mb, "page_cache": "cold" if cold else "warm"}
+        try:
+            for label, spin in (("free", False), ("gil_busy_main_thread", True)):
+                cold = _drop_page_cache(args.store)
+                rate = run(reader, indices, spin=spin)
+                entry[label] = {"chunks_per_s": rate, "mb_per_s": rate * chunk_mb,
+                                "page_cache": "cold" if cold else "warm"}
+        finally:
+            reader.close()
         results[name] = entry
         print(name, json.dumps(entry), flush=True)
-    write_report(args.output, "chunk_io_engines", store=args.store, chunk_shape=list(image.levels[0].chunks),
-                 chunks_read=len(indices), results=results)
+    notes = ["free / gil_busy_main_thread: as before, two fetch threads call read_chunks on batches of 32 chunks; "
+             "gil_busy_main_thread adds a thread that holds the GIL in 10 ms sleeps (ctypes.PyDLL usleep).",
+             "'tensorstore, started and collected': the fetch engine's way since the streaming redesign: the calling "
+             "thread starts every chunk read at once (TensorstoreReader.start) and collects the finished futures; "
+             "gil_busy_main_thread: that same thread holds the GIL in 10 ms sleeps between collections, as Slicer's "
+             "main thread does while Qt idles (no other Python thread exists)."]
+    write_report(args.output, "chunk_io_engines", store=args.store, chunk_shape=list(level0.chunk_shape),
+                 chunks_read=len(indices), notes=notes, results=results)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ Measured, per store, each in its own process:
   of level 0, each 1024 x 1024 slice computed (frames/s, first 20 slices).
 
     python bench/slice_browse.py [--disk-store PATH] [--budget-mb 1024] [--output bench/results/slice_browse.json]
+                                 [--only generated|disk] [--scroll 200] [--dask-slices 20]
 
 The on-disk store (2048^3 uint16, 17.2 GB logical) is written once by
 BigVolume's pyramid writer from the generated pattern and kept for later runs.
@@ -82,12 +83,12 @@ def _drop_page_cache(path):
 
 def _shows_data(streamer):
     """The view has composed chunk data (it composes only once the coarse chunks it needs are there)."""
-    return streamer._composed is not None and streamer._buffer is not None and streamer._buffer.size > 0
+    return streamer.showing and streamer.voxels is not None and streamer.voxels.size > 0
 
 
-def measure(kind, path, budget_mb):
+def measure(kind, path, budget_mb, scroll=SCROLL, dask_slices=DASK_SLICES):
     from BigVolumeLib.offscreen.views import SliceScene
-    from BigVolumeLib.streaming.streaming_scene import StreamingViews
+    from BigVolumeLib.streaming.streaming_scene import StreamingScene
 
     result = {"store": kind}
     scene = SliceScene()  # the application and its views exist, and have been drawn, before a store is opened
@@ -105,9 +106,10 @@ def measure(kind, path, budget_mb):
     start = time.perf_counter()
     image = bigvolume.open_image(store)
     timeline["open_image"] = time.perf_counter() - start
-    views = StreamingViews(scene.scene, image, cache_bytes=budget_mb * 1024**2, workers=2)
+    views = StreamingScene(scene.scene, cache_bytes=budget_mb * 1024**2, workers=2)
+    streamed = views.add_image(image)  # a streamer per view, the views fitted to the volume
     timeline["views_built"] = time.perf_counter() - start
-    streamers = list(views.streamers.values())
+    streamers = list(streamed.streamers.values())
     result["logical_size_gb"] = float(np.prod(image.levels[0].volume_shape) * 2 / 1e9)
     spent = []
     _wait(views, lambda: all(_shows_data(s) for s in streamers), spent=spent)
@@ -125,17 +127,17 @@ def measure(kind, path, budget_mb):
     result["open_to_first_complete_frame_composed_s"] = timeline["complete_composed"]
     result["open_timeline_s"] = timeline
     result["open_chunks_read"] = views.engine.chunks_read
-    result["levels_shown"] = views.levels()
+    result["levels_shown"] = views.levels(streamed)
 
     red = nodes["Red"]
     voxel = image.levels[0].voxel_size_mm
     red.SetFieldOfView(VIEW * voxel[0], VIEW * voxel[1], voxel[2])
     red.UpdateMatrices()
-    streamer = views.streamers[red.GetID()]
+    streamer = streamed.streamers[red.GetID()]
     _wait(views, lambda: streamer.complete)
     frames, updates, renders = [], [], []
     offset = red.GetSliceOffset()
-    for step in range(1, SCROLL + 1):
+    for step in range(1, scroll + 1):
         frame_start = time.perf_counter()
         red.SetSliceOffset(offset + step * voxel[2])
         spent = []
@@ -147,7 +149,7 @@ def measure(kind, path, budget_mb):
         frames.append(time.perf_counter() - frame_start)
     frames = np.array(frames)
     result["browse_level"] = streamer.level
-    result["browse_fps"] = float(SCROLL / frames.sum())
+    result["browse_fps"] = float(scroll / frames.sum())
     result["browse_streaming_ms_per_frame_median"] = float(np.median(updates) * 1000)
     result["browse_slicer_render_ms_per_frame_median"] = float(np.median(renders) * 1000)
     result["browse_frame_ms_median"] = float(np.median(frames) * 1000)
@@ -186,19 +188,19 @@ def measure(kind, path, budget_mb):
     z0 = int(round(centre_ijk[2]))
     y0, x0 = max(0, y0), max(0, x0)
     dask_start = time.perf_counter()
-    for step in range(DASK_SLICES):  # fewer slices: at under 2 frames/s, 200 would take minutes
+    for step in range(dask_slices):  # fewer slices: at under 2 frames/s, 200 would take minutes
         array[z0 + step, y0:y0 + VIEW, x0:x0 + VIEW].compute()
-    result["dask_from_zarr_fps"] = float(DASK_SLICES / (time.perf_counter() - dask_start))
+    result["dask_from_zarr_fps"] = float(dask_slices / (time.perf_counter() - dask_start))
     return result
 
 
 def _reopen(scene, names, image, budget_mb):
     """open -> preview / complete frame again, views refitted, with the page cache and libraries warm."""
-    from BigVolumeLib.streaming.streaming_scene import StreamingViews
+    from BigVolumeLib.streaming.streaming_scene import StreamingScene
 
     start = time.perf_counter()
-    views = StreamingViews(scene.scene, image, cache_bytes=budget_mb * 1024**2, workers=2)
-    streamers = list(views.streamers.values())
+    views = StreamingScene(scene.scene, cache_bytes=budget_mb * 1024**2, workers=2)
+    streamers = list(views.add_image(image).streamers.values())
     timeline = {}
     _wait(views, lambda: all(_shows_data(s) for s in streamers))
     timeline["preview_composed"] = time.perf_counter() - start
@@ -276,10 +278,12 @@ def main():
     parser.add_argument("--budget-mb", type=int, default=1024)
     parser.add_argument("--output", default=os.path.join(HERE, "results", "slice_browse.json"))
     parser.add_argument("--only", choices=["generated", "disk"])
+    parser.add_argument("--scroll", type=int, default=SCROLL, help="slices scrolled at level 0 (fewer for a quick look)")
+    parser.add_argument("--dask-slices", type=int, default=DASK_SLICES, help="slices read through dask.array.from_zarr")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.child[0], args.child[1], args.budget_mb)))
+        print(json.dumps(measure(args.child[0], args.child[1], args.budget_mb, args.scroll, args.dask_slices)))
         return
     kinds = [args.only] if args.only else ["generated", "disk"]
     if "disk" in kinds:
@@ -287,7 +291,8 @@ def main():
         _ensure_disk_store(args.disk_store)
     results = {}
     for kind in kinds:
-        run = subprocess.run([sys.executable, __file__, "--child", kind, args.disk_store, "--budget-mb", str(args.budget_mb)],
+        run = subprocess.run([sys.executable, __file__, "--child", kind, args.disk_store, "--budget-mb", str(args.budget_mb),
+                              "--scroll", str(args.scroll), "--dask-slices", str(args.dask_slices)],
                              capture_output=True, text=True)
         if run.returncode != 0:
             raise SystemExit(f"{kind} failed:\n{run.stderr[-3000:]}")
@@ -301,7 +306,7 @@ def main():
              "opens the same store again with them cached.",
              "peak RSS = Python and libraries (rss_before_open_mb) + cache budget + Slicer's slice pipeline buffers "
              "(slicer_render_buffers_mb_per_view for each view) + the streaming's own buffers and chunks in flight."]
-    write_report(args.output, "slice_browse", view_pixels=[VIEW, VIEW], scrolled_slices=SCROLL, notes=notes,
+    write_report(args.output, "slice_browse", view_pixels=[VIEW, VIEW], scrolled_slices=args.scroll, notes=notes,
                  goals=_goals(results, args.budget_mb), results=results)
 
 

@@ -72,6 +72,22 @@ def test_corrupt_unsharded_chunk_is_named(tmp_path, reader_class):
     assert reader.read_chunks(0, [(0, 0, 0)])[(0, 0, 0)].shape == (16, 16, 16)
 
 
+def test_a_corrupt_chunk_inside_a_box_read_fails_alone(tmp_path):
+    path, volume = _corrupt_one_chunk(tmp_path, None)
+    (path / "0" / "c" / "1" / "1" / "1").write_bytes(b"garbage")
+    image = bigvolume.open_image(path)
+    reader = TensorstoreReader(image)
+    reads = reader.start(0, image.levels[0].all_chunks())
+    assert len(reads) == 1, "the level's eight chunks are one read"
+    results = reads[0].results()
+    assert isinstance(results[(1, 1, 1)], CorruptChunkError) and "0/c/1/1/1" in str(results[(1, 1, 1)])
+    for coords in image.levels[0].all_chunks():
+        if coords != (1, 1, 1):
+            (z0, z1), (y0, y1), (x0, x1) = image.levels[0].chunk_box(coords)
+            np.testing.assert_array_equal(results[coords], volume[z0:z1, y0:y1, x0:x1])
+            assert results[coords].base is None or results[coords].base.size == results[coords].size
+
+
 def test_truncated_shard_is_reported(tmp_path):
     path, _ = _corrupt_one_chunk(tmp_path, (1, 2, 2))
     shard = path / "0" / "c" / "1" / "0" / "0"

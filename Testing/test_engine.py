@@ -121,3 +121,18 @@ def test_readers_leave_no_threads_behind(store):
             engine.close()
     after = {t for t in threading.enumerate() if t.name.startswith("bigvolume-") and t.is_alive()}
     assert after <= before
+
+
+def test_chunk_blocks_cover_exactly_the_chunks_asked_for_in_few_boxes():
+    from bigvolume.streaming.readers.base import chunk_blocks
+
+    rng = np.random.default_rng(1)
+    plane = [(3, y, x) for y in range(16) for x in range(16)]  # an axial view's chunks
+    scattered = [tuple(int(v) for v in c) for c in rng.integers(0, 6, (80, 3))]
+    for coords, most in ((plane, 32), (scattered, 8), (plane + [(4, 0, 0)], 32)):
+        boxes = chunk_blocks(coords, most)
+        covered = [(z, y, x) for (z0, z1), (y0, y1), (x0, x1) in boxes
+                   for z in range(z0, z1) for y in range(y0, y1) for x in range(x0, x1)]
+        assert sorted(covered) == sorted(set(coords)), "every chunk once, nothing else"
+        assert all((z1 - z0) * (y1 - y0) * (x1 - x0) <= most for (z0, z1), (y0, y1), (x0, x1) in boxes)
+    assert len(chunk_blocks(plane, 32)) == 8  # 256 chunks in eight reads

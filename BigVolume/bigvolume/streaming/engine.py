@@ -62,6 +62,15 @@ class FetchEngine:
             wants = self.queue.wants(requester)
             if any(key[0] == source_id for key in wants):
                 self.queue.replace(requester, {k: p for k, p in wants.items() if k[0] != source_id})
+        kept = []
+        for entry in self._reads:  # reads in flight for it: dropped, not reported as failures
+            read, of, level, reserved = entry
+            if of.id != source_id:
+                kept.append(entry)
+                continue
+            self.cache.release(reserved)
+            self._in_flight.difference_update(of.key(level, c) for c in read.coords)
+        self._reads = kept
         self.cache.discard(lambda key: key[0] == source_id)
         if source is not None:
             source.close()
@@ -125,15 +134,11 @@ class FetchEngine:
                 self._reads[0][0].results()  # block on the oldest read instead of spinning
 
     def close(self):
-        """Withdraw every request, wait for reads in flight, close the sources' readers."""
+        """Withdraw every request and remove every source (reads in flight are dropped; readers close)."""
         for requester in self.queue.requesters():
             self.queue.withdraw(requester)
-        for read, *_ in self._reads:
-            read.results()
-        self._collect()
-        for source in list(self.sources.values()):
-            source.close()
-        self.sources.clear()
+        for source_id in list(self.sources):
+            self.remove_source(source_id)
 
     # -- internals -----------------------------------------------------------------------------
     def _take(self, accept, limit=None):

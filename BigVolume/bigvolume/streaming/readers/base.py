@@ -25,6 +25,43 @@ class ChunkReader(Protocol):
     def close(self) -> None: ...
 
 
+def chunk_blocks(coords, max_chunks):
+    """Group chunk coordinates (z, y, x) into boxes of whole chunks that hold exactly them, each of at most
+    `max_chunks`: runs along x, then runs of equal runs along y, then along z. Returns
+    [((z0, z1), (y0, y1), (x0, x1)), ...] in chunk units, stop excluded.
+
+    A slice view's chunks (a plane of them) become a few boxes, so a reader whose
+    every finished read costs the main thread something (a tensorstore future
+    takes the GIL once as it completes) finishes few reads, not one per chunk.
+    """
+    rows = []  # [z, y, x0, x1]
+    for z, y, x in sorted(set(map(tuple, coords))):
+        row = rows[-1] if rows else None
+        if row and row[:2] == [z, y] and row[3] == x and row[3] - row[2] < max_chunks:
+            row[3] = x + 1
+        else:
+            rows.append([z, y, x, x + 1])
+    planes, open_planes = [], {}  # [z, y0, y1, x0, x1]; (z, x0, x1, next y) -> plane it may extend
+    for z, y, x0, x1 in rows:
+        plane = open_planes.pop((z, x0, x1, y), None)
+        if plane is not None and (plane[2] - plane[1] + 1) * (x1 - x0) <= max_chunks:
+            plane[2] = y + 1
+        else:
+            plane = [z, y, y + 1, x0, x1]
+            planes.append(plane)
+        open_planes[(z, x0, x1, y + 1)] = plane
+    boxes, open_boxes = [], {}  # [z0, z1, y0, y1, x0, x1]; (y0, y1, x0, x1, next z) -> box it may extend
+    for z, y0, y1, x0, x1 in sorted(planes):
+        box = open_boxes.pop((y0, y1, x0, x1, z), None)
+        if box is not None and (box[1] - box[0] + 1) * (y1 - y0) * (x1 - x0) <= max_chunks:
+            box[1] = z + 1
+        else:
+            box = [z, z + 1, y0, y1, x0, x1]
+            boxes.append(box)
+        open_boxes[(y0, y1, x0, x1, z + 1)] = box
+    return [((z0, z1), (y0, y1), (x0, x1)) for z0, z1, y0, y1, x0, x1 in boxes]
+
+
 def local_root(store):
     """The folder of a local zarr store, or None for any other store (fsspec, memory, wrapped stores)."""
     from zarr.storage import LocalStore
@@ -66,9 +103,13 @@ class ThreadedReader:
             self._pool = None
 
     def start(self, level, coords):
+        """One job per thread, so that every thread of the pool reads."""
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix=f"bigvolume-{self.name}")
-        return [_FutureRead(list(coords), self._pool.submit(self._read_each, level, list(coords)))]
+        coords = list(coords)
+        size = -(-len(coords) // self._threads)
+        return [_FutureRead(part, self._pool.submit(self._read_each, level, part))
+                for part in (coords[i:i + size] for i in range(0, len(coords), size))]
 
     def _read_each(self, level, coords):
         try:

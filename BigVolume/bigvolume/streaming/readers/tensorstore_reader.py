@@ -3,34 +3,49 @@
 import os
 import threading
 
-from .base import local_root
+from .base import chunk_blocks, local_root
+
+MAX_CHUNKS_PER_READ = 32  # 16 MB of 64^3 uint16: large enough that few futures finish, small enough to pipeline
 
 
 class _TensorstoreRead:
-    """One chunk being read by tensorstore; finished without any Python thread."""
+    """A box of whole chunks being read by tensorstore in its own threads; split into chunks when collected."""
 
-    def __init__(self, reader, level, coords, future):
-        self.coords = [coords]
+    def __init__(self, reader, level, block, future):
+        self.coords = [(z, y, x) for z in range(*block[0]) for y in range(*block[1]) for x in range(*block[2])]
         self._reader, self._level, self._future = reader, level, future
+        start = level.chunk_box((block[0][0], block[1][0], block[2][0]))
+        stop = level.chunk_box((block[0][1] - 1, block[1][1] - 1, block[2][1] - 1))
+        self.box = tuple((a[0], b[1]) for a, b in zip(start, stop))
 
     def done(self):
         return self._future.done()
 
     def results(self):
-        coords = self.coords[0]
         try:
-            return {coords: self._reader._shaped(self._level, coords, self._future.result())}
-        except ValueError as error:  # tensorstore reports decoding and I/O failures as ValueError
-            return {coords: self._reader.chunk_error(self._level, coords, error)}
+            data = self._future.result().reshape([b - a for a, b in self.box])
+        except ValueError:  # tensorstore reports decoding and I/O failures as ValueError: find the chunk(s)
+            return self._reader.read_each(self._level, self.coords)
+        if len(self.coords) == 1:
+            return {self.coords[0]: data}
+        out = {}
+        for coords in self.coords:
+            box = self._level.chunk_box(coords)
+            # Copies, not views: a cached view would keep the whole block alive beyond the cache's budget.
+            out[coords] = data[tuple(slice(a - o, b - o) for (a, b), (o, _) in zip(box, self.box))].copy()
+        return out
 
 
 class TensorstoreReader:
     """The engine of choice (bench/chunk_io_engines.py): fastest on its own, and the least slowed when
     another thread holds the GIL, as Slicer's main thread does while Qt idles.
 
-    `start` issues one tensorstore read per chunk and returns at once; tensorstore's
-    threads (`threads` of them decoding) do all the work, and the main thread collects
-    finished futures. Local stores only (file kvstore); others use zarr-python.
+    `start` issues one tensorstore read per box of neighbouring chunks and returns at
+    once; tensorstore's threads (`threads` of them decoding) do all the work, and the
+    main thread collects finished futures. A future takes the GIL once as it finishes,
+    so reads are few and large (MAX_CHUNKS_PER_READ): one per chunk finished at a
+    fifth of the idle rate while the main thread held the GIL (bench/engine.py).
+    Local stores only (file kvstore); others use zarr-python.
     """
 
     name = "tensorstore"
@@ -82,19 +97,26 @@ class TensorstoreReader:
                 array = self._arrays.setdefault(level_index, array)
         return array
 
-    def _future(self, level, coords):
-        return self._array(level.index)[self.image.selection(level, level.chunk_box(coords))].read()
-
-    @staticmethod
-    def _shaped(level, coords, data):
-        return data.reshape([b - a for a, b in level.chunk_box(coords)])
-
-    def chunk_error(self, level, coords, error):
-        return self.image.chunk_error(level, level.chunk_box(coords), error)
-
     def start(self, level_index, coords):
         level = self.image.levels[level_index]
-        return [_TensorstoreRead(self, level, c, self._future(level, c)) for c in coords]
+        array = self._array(level_index)
+        reads = []
+        for block in chunk_blocks(coords, MAX_CHUNKS_PER_READ):
+            read = _TensorstoreRead(self, level, block, None)
+            read._future = array[self.image.selection(level, read.box)].read()
+            reads.append(read)
+        return reads
+
+    def read_each(self, level, coords):
+        """{coords: array or the error naming the chunk}, chunk by chunk (after a box read failed)."""
+        array, out = self._array(level.index), {}
+        for c in coords:
+            box = level.chunk_box(c)
+            try:
+                out[c] = array[self.image.selection(level, box)].read().result().reshape([b - a for a, b in box])
+            except ValueError as error:
+                out[c] = self.image.chunk_error(level, box, error)
+        return out
 
     def read_chunks(self, level_index, coords):
         out = {}

@@ -104,7 +104,7 @@ def test_workers_change_in_place_and_reads_go_on(store):
     engine.step()
     engine.set_workers(1)  # reads already started finish; new ones use one thread
     engine.submit("view2", [(VISIBLE, 0, float(i), source.key(0, c)) for i, c in enumerate(coords[30:])])
-    assert engine.wait_idle(10) and engine.chunks_read == len(coords) and engine.concurrency == 32
+    assert engine.wait_idle(10) and engine.chunks_read == len(coords) and engine.concurrency == 128
     engine.close()
 
 
@@ -136,3 +136,16 @@ def test_chunk_blocks_cover_exactly_the_chunks_asked_for_in_few_boxes():
         assert sorted(covered) == sorted(set(coords)), "every chunk once, nothing else"
         assert all((z1 - z0) * (y1 - y0) * (x1 - x0) <= most for (z0, z1), (y0, y1), (x0, x1) in boxes)
     assert len(chunk_blocks(plane, 32)) == 8  # 256 chunks in eight reads
+
+
+def test_reads_in_flight_keep_to_a_quarter_of_the_budget(store):
+    path, _ = store
+    image = bigvolume.open_image(path)
+    chunk = image.levels[0].chunk_nbytes
+    engine = FetchEngine(ChunkCache(20 * chunk), workers=2)  # room for 20 chunks: at most 5 being read
+    source = engine.add_source(ChunkSource(image))
+    engine.submit("v", [(VISIBLE, 0, float(i), source.key(0, c)) for i, c in enumerate(image.levels[0].all_chunks())])
+    engine.step()
+    assert 0 < engine.in_flight <= 5 and engine.cache.reserved_bytes <= 5 * chunk
+    assert engine.wait_idle(10) and engine.chunks_read == 64 and engine.cache.nbytes <= 20 * chunk
+    engine.close()

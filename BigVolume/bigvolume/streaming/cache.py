@@ -134,6 +134,11 @@ class ChunkCache:
     def nbytes(self):
         return self._bytes
 
+    @property
+    def reserved_bytes(self):
+        """Bytes of chunks being read (counted against the budget before they arrive)."""
+        return self._reserved
+
     def __len__(self):
         return len(self._items)
 

@@ -26,7 +26,7 @@ from .cache import ChunkCache, release_freed_memory
 from .ordering import NOW, RequestQueue, priorities
 
 _TRIM_EVERY_BYTES = 16 * 1024**2  # give freed chunks back to the system after this much was evicted
-CHUNKS_IN_FLIGHT_PER_WORKER = 32  # enough work queued for the reader's threads between two updates
+CHUNKS_IN_FLIGHT_PER_WORKER = 128  # a deep enough pipeline that the reader's threads never wait for the next update (bench/engine.py)
 _ERRORS_KEPT = 64
 _FAILED_KEYS_KEPT = 100_000  # failed chunks are not asked for again (bounded: a store may be wholly corrupt)
 
@@ -117,8 +117,10 @@ class FetchEngine:
             arrived += self._collect()
             return arrived
         room = self.concurrency - len(self._in_flight)
-        if room > 0:
-            self._start(self._take(None, room))
+        # Reads in flight take at most a quarter of the budget, so what views show is not evicted to make room.
+        room_bytes = self.cache.budget_bytes // 4 - self.cache.reserved_bytes
+        if room > 0 and (room_bytes > 0 or not self._in_flight):
+            self._start(self._take(None, room, max(room_bytes, 1)))
         return arrived
 
     def wait_idle(self, timeout=30.0):
@@ -141,10 +143,11 @@ class FetchEngine:
             self.remove_source(source_id)
 
     # -- internals -----------------------------------------------------------------------------
-    def _take(self, accept, limit=None):
-        """Pop the best outstanding keys that need reading ({(source id, level): [coords]}, in order)."""
-        groups, taken = {}, 0
-        while limit is None or taken < limit:
+    def _take(self, accept, limit=None, max_bytes=None):
+        """Pop the best outstanding keys that need reading ({(source id, level): [coords]}, in order), up to
+        `limit` chunks and `max_bytes` (at least one chunk is taken)."""
+        groups, taken, nbytes = {}, 0, 0
+        while (limit is None or taken < limit) and (max_bytes is None or nbytes < max_bytes):
             if accept is not None:
                 best = self.queue.peek_priority()
                 if best is None or not accept(best):
@@ -156,6 +159,7 @@ class FetchEngine:
                 continue
             groups.setdefault(key[:2], []).append(key[2])
             taken += 1
+            nbytes += self.sources[key[0]].chunk_nbytes(key[1])
         return groups
 
     def _start(self, groups, wait=False):

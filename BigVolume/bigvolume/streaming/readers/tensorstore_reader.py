@@ -61,8 +61,10 @@ class TensorstoreReader:
         import tensorstore as ts
 
         with self._lock:
-            self._context = ts.Context({"cache_pool": {"total_bytes_limit": 0},  # our own LRU cache is the only cache
-                                        "data_copy_concurrency": {"limit": self._threads}})
+            # Our own LRU cache is the only cache. Twice the decoding threads asked for: a thread that finishes a
+            # read waits for the GIL to complete its future, and the other one keeps the core busy meanwhile.
+            self._context = ts.Context({"cache_pool": {"total_bytes_limit": 0},
+                                        "data_copy_concurrency": {"limit": 2 * self._threads}})
             self._arrays = {}  # opened on first read, not when a store is opened
 
     @staticmethod

@@ -9,7 +9,7 @@ a. Scheduling (no I/O): with 10,000 and 100,000 outstanding chunks spread
    - popping the next 64 best keys from the `RequestQueue`;
    - one `FetchEngine.step()` with nothing finished and the concurrency full
      (its own bookkeeping; the reads in flight are tensorstore futures that
-     never complete), and one step that collects 64 finished reads and
+     never complete), and one step that collects the engine's concurrency of finished reads and
      starts 64 new ones (the main thread's cost per step at full speed,
      reading and decoding excluded).
    Medians of repeats.
@@ -216,9 +216,10 @@ def measure_scheduling(total, moves=21, pop_repeats=51, step_repeats=201, cycle_
         step_s.append(time.perf_counter() - t0)
     assert engine.in_flight == engine.concurrency and engine.chunks_read == 0
 
-    # (iv) a step that collects 64 finished reads into the cache and starts the next 64.
+    # (iv) a step that collects the finished reads (the whole concurrency) into the cache and starts as many.
     data = np.zeros(CHUNK, dtype=np.uint16)
     cycle_s = []
+    cycle_repeats = min(cycle_repeats, len(queue) // engine.concurrency - 1)  # keys left to start
     for _ in range(cycle_repeats):
         reader.finish(data)
         t0 = time.perf_counter()
@@ -238,7 +239,7 @@ def measure_scheduling(total, moves=21, pop_repeats=51, step_repeats=201, cycle_
         "pop_64": {"us_median": _median(pop_s) * 1e6, "us_per_key_median": _median(pop_s) * 1e6 / POPS},
         "step_nothing_finished_concurrency_full": {"us_median": _median(step_s) * 1e6,
                                                    "reads_in_flight": engine.concurrency},
-        "step_collect_64_start_64": {"us_median": _median(cycle_s) * 1e6,
+        "step_collect_and_start_concurrency": {"us_median": _median(cycle_s) * 1e6,
                                      "us_per_chunk_median": _median(cycle_s) * 1e6 / engine.concurrency},
         "repeats": {"moves": moves, "pops": pop_repeats, "steps": step_repeats, "collect_start_steps": cycle_repeats},
     }
@@ -468,7 +469,7 @@ def main():
             print(f"{total} outstanding: move of {s['move']['keys']} keys {s['move']['engine_submit_ms_median']:.1f} ms, "
                   f"pop 64 {s['pop_64']['us_median']:.0f} us, "
                   f"idle step {s['step_nothing_finished_concurrency_full']['us_median']:.0f} us, "
-                  f"collect 64 + start 64 {s['step_collect_64_start_64']['us_median']:.0f} us", flush=True)
+                  f"collect + start {s['step_nothing_finished_concurrency_full']['reads_in_flight']} {s['step_collect_and_start_concurrency']['us_median']:.0f} us", flush=True)
         report["scheduling"] = scheduling
     if args.only in (None, "gil"):
         z, y, x = args.shape
@@ -482,7 +483,7 @@ def main():
         "levels 0-3, half VISIBLE and half PREFETCH; a move replaces one requester's wants by as many keys, half of "
         "them new, with new distances (every rank changes). priorities = the ordering policy turning needs into "
         "priorities; engine_submit = priorities + queue.replace. The steps' reads in flight are tensorstore futures "
-        f"({WORKERS} workers x 32 = the engine's concurrency); collect_64_start_64 excludes reading and decoding.",
+        f"({WORKERS} workers x 128 = the engine's concurrency); step_collect_and_start_concurrency excludes reading and decoding.",
         f"main_thread_holding_gil: idle = engine.step() / streaming.update(), then time.sleep(0.001); gil_held = the "
         f"same, then ctypes.PyDLL(None).usleep({GIL_HOLD_US}), which keeps the GIL (Slicer's main thread idling in "
         f"Qt). {WORKERS} workers; the page cache is warm; idle and gil_held runs alternate; medians of the runs.",

@@ -9,7 +9,8 @@ Readers with an asynchronous API (tensorstore) read and decode in their own
 C++ threads meanwhile, so no Python thread is in the path; others run on a
 reader's own pool of Python threads.
 
-A request is served once: a chunk read for it leaves every requester's wants,
+A submission is served once: each requester's list is walked once, and a
+chunk another requester already had read (in flight or cached) is skipped,
 so a cache smaller than the views' working set cannot make the engine re-read
 the same chunks forever (a view asks again when it moves). `generation`
 counts steps in which chunks arrived, so a view knows when to compose again.
@@ -61,7 +62,7 @@ class FetchEngine:
         for requester in self.queue.requesters():
             wants = self.queue.wants(requester)
             if any(key[0] == source_id for key in wants):
-                self.queue.replace(requester, {k: p for k, p in wants.items() if k[0] != source_id})
+                self.queue.replace(requester, [(p, k) for k, p in wants.items() if k[0] != source_id])
         kept = []
         for entry in self._reads:  # reads in flight for it: dropped, not reported as failures
             read, of, level, reserved = entry
@@ -146,7 +147,7 @@ class FetchEngine:
     def _take(self, accept, limit=None, max_bytes=None):
         """Pop the best outstanding keys that need reading ({(source id, level): [coords]}, in order), up to
         `limit` chunks and `max_bytes` (at least one chunk is taken)."""
-        groups, taken, nbytes = {}, 0, 0
+        groups, taken, nbytes, seen = {}, 0, 0, set()
         while (limit is None or taken < limit) and (max_bytes is None or nbytes < max_bytes):
             if accept is not None:
                 best = self.queue.peek_priority()
@@ -155,8 +156,10 @@ class FetchEngine:
             key = self.queue.pop()
             if key is None:
                 break
-            if key in self._in_flight or key in self._failed or key[0] not in self.sources or key in self.cache:
+            if key in seen or key in self._in_flight or key in self._failed or key[0] not in self.sources \
+                    or key in self.cache:  # another requester's meeting of it came first, or it needs no reading
                 continue
+            seen.add(key)
             groups.setdefault(key[:2], []).append(key[2])
             taken += 1
             nbytes += self.sources[key[0]].chunk_nbytes(key[1])
@@ -206,7 +209,6 @@ class FetchEngine:
                     continue
                 if source.id in self.sources:  # a source removed meanwhile keeps nothing in the cache
                     self.cache.put(key, data)
-                self.queue.discard(key)
                 self.chunks_read += 1
                 self.bytes_read += data.nbytes
                 arrived += 1
@@ -225,7 +227,6 @@ class FetchEngine:
     def _fail(self, key, error):
         """A chunk that cannot be read: reported once, never asked for again; the other chunks go on."""
         self._in_flight.discard(key)
-        self.queue.discard(key)
         self._failed[key] = True
         if len(self._failed) > _FAILED_KEYS_KEPT:
             self._failed.popitem(last=False)

@@ -15,122 +15,109 @@ turns that into an order. A priority is a tuple compared in order:
   image and its labels in one view) at the same tier and level take turns,
   whatever their voxel sizes.
 
-`RequestQueue` merges the requesters' wants (a chunk wanted by several gets
-the best of their priorities) in a heap with lazy deletion: replacing a
-requester's wants costs O(changed chunks x log n), taking the best chunk
-O(log n), so tens of thousands of outstanding chunks stay cheap.
+`RequestQueue` keeps each requester's wants as one list sorted by priority
+and merges the lists lazily (a k-way merge over a heap of requesters): a
+requester that moves replaces its list in O(1) once `priorities` has sorted
+it, taking the best chunk costs O(log requesters), and what a requester no
+longer wants is gone with its old list. A chunk several requesters want is
+met at the best of their priorities first; the engine skips the later
+meetings (the chunk is then in flight or cached).
 """
 
 import heapq
 import itertools
+from operator import itemgetter
 
 NOW, VISIBLE, PREFETCH, BACKGROUND = 0, 1, 2, 3
 
 
 def priorities(needs):
-    """{key: priority} from a requester's needs [(tier, level, distance, key), ...] (the best need of a key wins)."""
-    by_group = {}
-    for tier, level, distance, key in needs:
-        by_group.setdefault((tier, level), []).append((distance, key))
-    out = {}
-    for (tier, level), group in by_group.items():
-        group.sort(key=lambda item: item[0])
-        for rank, (_, key) in enumerate(group):
-            priority = (tier, -level, rank)
-            if key not in out or priority < out[key]:
-                out[key] = priority
-    return out
+    """[(priority, key), ...] best first, each key once at its best, from needs [(tier, level, distance, key)]."""
+    ranked, seen = [], set()
+    rank, group = 0, None
+    # Sorted by tier, coarse level first, distance: each need's rank is its place within its (tier, level).
+    for tier, level, distance, key in sorted(needs, key=lambda need: (need[0], -need[1], need[2])):
+        if (tier, level) != group:
+            rank, group = 0, (tier, level)
+        if key not in seen:  # sorted best first: a key's first need is its best
+            seen.add(key)
+            ranked.append(((tier, -level, rank), key))
+        rank += 1
+    return ranked
+
+
+class _Wants:
+    __slots__ = ("ranked", "cursor", "version")
+
+    def __init__(self, ranked, version):
+        self.ranked, self.cursor, self.version = ranked, 0, version
 
 
 class RequestQueue:
     """Outstanding chunk requests of every requester, best priority first."""
 
     def __init__(self):
-        self._wants = {}  # requester -> {key: priority}
-        self._claims = {}  # key -> {requester: priority}
-        self._best = {}  # key -> best priority over its claims
-        self._heap = []  # (priority, sequence, key); entries whose priority is no longer the key's best are stale
+        self._wants = {}  # requester -> _Wants
+        self._heads = []  # (priority of a requester's next want, sequence, requester, version); stale when replaced
         self._sequence = itertools.count()
+        self._versions = itertools.count()
+        self._count = 0  # wants not yet popped, over all requesters
 
     def __len__(self):
-        return len(self._best)
+        return self._count
 
     def __contains__(self, key):
-        return key in self._best
+        return any(key in map(itemgetter(1), w.ranked[w.cursor:]) for w in self._wants.values())
 
     def wants(self, requester):
-        """{key: priority} still outstanding for a requester."""
-        return dict(self._wants.get(requester, {}))
+        """{key: priority} a requester still waits for (not yet popped)."""
+        w = self._wants.get(requester)
+        return {} if w is None else {key: priority for priority, key in w.ranked[w.cursor:]}
 
     def requesters(self):
         return list(self._wants)
 
-    def replace(self, requester, wanted):
-        """What `requester` wants now ({key: priority}); what it no longer wants leaves the queue unless another
-        requester wants it too."""
-        old = self._wants.get(requester, {})
-        for key in old.keys() - wanted.keys():
-            self._unclaim(key, requester)
-        for key, priority in wanted.items():
-            if old.get(key) != priority:
-                self._claims.setdefault(key, {})[requester] = priority
-                self._update_best(key)
-        if wanted:
-            self._wants[requester] = dict(wanted)
-        else:
-            self._wants.pop(requester, None)
-        self._compact()
+    def replace(self, requester, ranked):
+        """What `requester` wants now, as `priorities` returns it; what it no longer wants is forgotten."""
+        old = self._wants.pop(requester, None)
+        if old is not None:
+            self._count -= len(old.ranked) - old.cursor
+        if ranked:
+            w = self._wants[requester] = _Wants(list(ranked), next(self._versions))
+            self._count += len(w.ranked)
+            heapq.heappush(self._heads, (w.ranked[0][0], next(self._sequence), requester, w.version))
+        if len(self._heads) > 4 * len(self._wants) + 64:  # stale heads of replaced lists: rebuild
+            self._heads = [(w.ranked[w.cursor][0], next(self._sequence), r, w.version) for r, w in self._wants.items()]
+            heapq.heapify(self._heads)
 
     def withdraw(self, requester):
-        self.replace(requester, {})
+        self.replace(requester, [])
 
-    def pop(self):
-        """The best outstanding key, removed from every requester's wants; None when nothing is outstanding."""
-        while self._heap:
-            priority, _, key = heapq.heappop(self._heap)
-            if self._best.get(key) == priority:
-                self.discard(key)
-                return key
-        return None
+    def _top(self):
+        """The live head (its entry stays on the heap), dropping stale ones; None when nothing is outstanding."""
+        while self._heads:
+            head = self._heads[0]
+            w = self._wants.get(head[2])
+            if w is not None and w.version == head[3]:
+                return head, w
+            heapq.heappop(self._heads)
+        return None, None
 
     def peek_priority(self):
-        """The best outstanding priority, or None (stale heap entries are dropped on the way)."""
-        while self._heap:
-            priority, _, key = self._heap[0]
-            if self._best.get(key) == priority:
-                return priority
-            heapq.heappop(self._heap)
-        return None
+        head, _ = self._top()
+        return None if head is None else head[0]
 
-    def discard(self, key):
-        """A key that needs no reading any more (it arrived, or failed): it leaves every requester's wants."""
-        for requester in self._claims.pop(key, {}):
-            wants = self._wants.get(requester)
-            if wants is not None:
-                wants.pop(key, None)
-                if not wants:
-                    del self._wants[requester]
-        self._best.pop(key, None)
-
-    def _unclaim(self, key, requester):
-        claims = self._claims.get(key)
-        if claims is None:
-            return
-        claims.pop(requester, None)
-        if not claims:
-            del self._claims[key]
-            self._best.pop(key, None)
+    def pop(self):
+        """The best outstanding key (requesters at equal priorities take turns); None when nothing is outstanding."""
+        head, w = self._top()
+        if head is None:
+            return None
+        heapq.heappop(self._heads)
+        key = w.ranked[w.cursor][1]
+        w.cursor += 1
+        self._count -= 1
+        if w.cursor < len(w.ranked):
+            heapq.heappush(self._heads, (w.ranked[w.cursor][0], next(self._sequence), head[2], w.version))
         else:
-            self._update_best(key)
-
-    def _update_best(self, key):
-        best = min(self._claims[key].values())
-        if self._best.get(key) != best:
-            self._best[key] = best
-            heapq.heappush(self._heap, (best, next(self._sequence), key))
-
-    def _compact(self):
-        """Rebuild the heap when stale entries outnumber live ones (keeps memory and pops bounded)."""
-        if len(self._heap) > 4 * len(self._best) + 1024:
-            self._heap = [(priority, next(self._sequence), key) for key, priority in self._best.items()]
-            heapq.heapify(self._heap)
+            del self._wants[head[2]]
+        return key

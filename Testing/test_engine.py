@@ -166,3 +166,36 @@ def test_reads_in_flight_keep_to_a_quarter_of_the_budget(store):
     assert 0 < engine.in_flight <= 5 and engine.cache.reserved_bytes <= 5 * chunk
     assert engine.wait_idle(10) and engine.chunks_read == 64 and engine.cache.nbytes <= 20 * chunk
     engine.close()
+
+
+def test_chunks_read_as_one_block_are_cached_evicted_and_counted_together():
+    block = np.zeros((2, 4, 4), np.uint16)  # 64 bytes: two chunks of 32
+    cache = ChunkCache(budget_bytes=100)
+    cache.put_group({"a": block[:1], "b": block[1:]})
+    assert cache.nbytes == 64 and len(cache) == 2
+    cache.put("c", np.zeros(16, np.uint16))  # 32 more: 96
+    cache.get("a")  # the group is used again: "c" is now the least recently used
+    cache.put("d", np.zeros(8, np.uint16))
+    assert "c" not in cache and "a" in cache and "b" in cache and cache.nbytes == 80
+    cache.put("a", np.zeros(4, np.uint16))  # "a" read again on its own: the block stays while "b" holds it
+    assert cache.nbytes == 88
+    cache.put("e", np.zeros(48, np.uint16))  # 96 more: the block goes, and only then is its memory counted free
+    assert "b" not in cache and cache.nbytes <= 100
+    cache.discard(lambda key: True)
+    assert cache.nbytes == 0 and len(cache) == 0
+
+
+def test_a_box_read_caches_its_chunks_as_views_of_one_buffer(store):
+    path, voxels = store
+    image = bigvolume.open_image(path)
+    engine = FetchEngine(ChunkCache(1 << 26))
+    source = engine.add_source(ChunkSource(image))
+    plane = [(1, y, x) for y in range(4) for x in range(4)]
+    engine.submit("v", [(VISIBLE, 0, 0.0, source.key(0, c)) for c in plane])
+    assert engine.wait_idle(10)
+    chunks = [engine.cache.peek(source.key(0, c)) for c in plane]
+    assert len({id(chunk.base) for chunk in chunks}) == 1, "one read, one buffer, no copies"
+    assert engine.cache.nbytes == 16 * 16**3 * 2
+    for (z, y, x), chunk in zip(plane, chunks):
+        np.testing.assert_array_equal(chunk, voxels[16 * z:16 * z + 16, 16 * y:16 * y + 16, 16 * x:16 * x + 16])
+    engine.close()

@@ -155,7 +155,7 @@ def test_budget_and_workers_apply_while_streaming(store):
     position = [red.GetSliceToRAS().GetElement(r, 3) for r in range(3)]
     window = session.window_level
     proxies = {s.proxy.GetID(): s.voxels.copy() for s in session.streamed.streamers.values()}
-    cached = dict(cache._items)
+    cached = cache.keys()
     session.set_workers(1)  # in place: every proxy, what it shows and every cached chunk stay
     assert session.streaming.engine.workers == 1 and session.window_level == window
     assert {s.proxy.GetID() for s in session.streamed.streamers.values()} == set(proxies)

@@ -60,7 +60,7 @@ def test_two_sources_stream_into_the_same_views_through_one_engine_and_budget(st
     composite = views.composite("Red")
     assert composite.GetBackgroundVolumeID() == background.streamers[views.scene.GetSingletonNode("Red", "vtkMRMLSliceNode").GetID()].proxy.GetID()
     assert composite.GetForegroundVolumeID() != composite.GetBackgroundVolumeID()
-    sources = {key[0] for key in streaming.cache._items}
+    sources = {key[0] for key in streaming.cache.keys()}
     assert sources == {background.source.id, foreground.source.id}, "one cache holds both"
     red = views.scene.GetSingletonNode("Red", "vtkMRMLSliceNode")
     for step in range(12):  # browse: both sources keep to the one budget
@@ -69,7 +69,7 @@ def test_two_sources_stream_into_the_same_views_through_one_engine_and_budget(st
         assert streaming.cache.nbytes <= budget
     assert streaming.cache.evictions > 0
     streaming.remove_source(foreground)
-    assert not {key for key in streaming.cache._items if key[0] == foreground.source.id}
+    assert not {key for key in streaming.cache.keys() if key[0] == foreground.source.id}
     assert composite.GetForegroundVolumeID() is None
     streaming.close()
 

@@ -2,12 +2,15 @@
 
 Keys are (source id, level, chunk coordinates (z, y, x)); values are numpy
 arrays. Resident memory for chunk data stays at or below the budget whatever
-the volume's size; the least recently used chunks go first. The engine fills
-it on the main thread; it is locked all the same, so that a status panel or
-another thread may read it.
+the volume's size; the least recently used chunks go first. Chunks read as one
+block are views of one buffer: they are cached and evicted as a group and
+their buffer is counted once, so the budget counts memory, not views. The
+engine fills it on the main thread; it is locked all the same, so that a
+status panel or another thread may read it.
 """
 
 import ctypes
+import itertools
 import threading
 from collections import OrderedDict
 
@@ -47,10 +50,21 @@ def release_freed_memory():
         _MALLOC_TRIM(0)
 
 
+class _Group:
+    """Chunks cached and evicted together: views of one buffer (a block read at once), counted once."""
+
+    __slots__ = ("keys", "nbytes")
+
+    def __init__(self, keys, nbytes):
+        self.keys, self.nbytes = set(keys), nbytes
+
+
 class ChunkCache:
     def __init__(self, budget_bytes=None):
         self.budget_bytes = int(budget_bytes if budget_bytes is not None else default_budget_bytes())
-        self._items = OrderedDict()
+        self._groups = OrderedDict()  # group id -> _Group, least recently used first
+        self._chunks = {}  # key -> (array, group id)
+        self._group_ids = itertools.count()
         self._bytes = 0
         self._reserved = 0  # bytes of chunks being read, counted against the budget before they arrive
         self._lock = threading.Lock()
@@ -61,42 +75,71 @@ class ChunkCache:
 
     def get(self, key):
         with self._lock:
-            value = self._items.get(key)
-            if value is None:
+            entry = self._chunks.get(key)
+            if entry is None:
                 self.misses += 1
                 return None
-            self._items.move_to_end(key)
+            self._groups.move_to_end(entry[1])
             self.hits += 1
-            return value
+            return entry[0]
 
     def peek(self, key):
         """Like get, without counting or refreshing recency (for scheduling decisions)."""
         with self._lock:
-            return self._items.get(key)
+            entry = self._chunks.get(key)
+            return None if entry is None else entry[0]
 
     def __contains__(self, key):
         with self._lock:
-            return key in self._items
+            return key in self._chunks
+
+    def keys(self):
+        with self._lock:
+            return list(self._chunks)
 
     def put(self, key, value):
-        size = value.nbytes
+        self.put_group({key: value})
+
+    def put_group(self, chunks, nbytes=None):
+        """Chunks that share one buffer (views of one block read), cached and evicted together and counted once:
+        `nbytes` is the buffer's size (by default the chunks' own sizes added up)."""
+        size = int(nbytes if nbytes is not None else sum(value.nbytes for value in chunks.values()))
         with self._lock:
-            old = self._items.pop(key, None)
-            if old is not None:
-                self._bytes -= old.nbytes
-            if size > self.budget_bytes:
+            for key in chunks:
+                self._forget(key)
+            if size > self.budget_bytes or not chunks:
                 return
-            self._items[key] = value
+            group = next(self._group_ids)
+            self._groups[group] = _Group(chunks, size)
+            for key, value in chunks.items():
+                self._chunks[key] = (value, group)
             self._bytes += size
             self._evict(0)
 
+    def _forget(self, key):
+        """A key put again: it leaves its old group, whose buffer is freed once no chunk of it is left (lock held)."""
+        entry = self._chunks.pop(key, None)
+        if entry is None:
+            return
+        group = self._groups[entry[1]]
+        group.keys.discard(key)
+        if not group.keys:
+            del self._groups[entry[1]]
+            self._bytes -= group.nbytes
+
+    def _drop_group(self, group_id):
+        group = self._groups.pop(group_id)
+        for key in group.keys:
+            del self._chunks[key]
+        self._bytes -= group.nbytes
+        return group
+
     def _evict(self, room):
-        """Drop least recently used chunks until `room` more bytes (and what is reserved) fit (lock held)."""
-        while self._items and self._bytes + self._reserved + room > self.budget_bytes:
-            _, evicted = self._items.popitem(last=False)
-            self._bytes -= evicted.nbytes
-            self.evictions += 1
-            self.evicted_bytes += evicted.nbytes
+        """Drop least recently used groups until `room` more bytes (and what is reserved) fit (lock held)."""
+        while self._groups and self._bytes + self._reserved + room > self.budget_bytes:
+            group = self._drop_group(next(iter(self._groups)))
+            self.evictions += len(group.keys)
+            self.evicted_bytes += group.nbytes
 
     def reserve(self, nbytes):
         """Make room for chunks about to be read, so that cached and in-flight chunks together keep to the budget."""
@@ -110,10 +153,10 @@ class ChunkCache:
             self._reserved = max(0, self._reserved - nbytes)
 
     def discard(self, predicate):
-        """Drop every chunk whose key satisfies `predicate` (a source that was closed)."""
+        """Drop every group holding a chunk whose key satisfies `predicate` (a source that was closed)."""
         with self._lock:
-            for key in [key for key in self._items if predicate(key)]:
-                self._bytes -= self._items.pop(key).nbytes
+            for group_id in {group for key, (_, group) in self._chunks.items() if predicate(key)}:
+                self._drop_group(group_id)
         release_freed_memory()
 
     def set_budget(self, budget_bytes):
@@ -126,7 +169,8 @@ class ChunkCache:
 
     def clear(self):
         with self._lock:
-            self._items.clear()
+            self._groups.clear()
+            self._chunks.clear()
             self._bytes = 0
         release_freed_memory()
 
@@ -140,7 +184,7 @@ class ChunkCache:
         return self._reserved
 
     def __len__(self):
-        return len(self._items)
+        return len(self._chunks)
 
     @property
     def hit_rate(self):

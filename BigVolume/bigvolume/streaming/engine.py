@@ -38,7 +38,7 @@ class FetchEngine:
         self.sources = {}  # id -> ChunkSource
         self.queue = RequestQueue()
         self.workers = int(workers)
-        self._reads = []  # [(PendingRead, source, level, reserved bytes, started at)]
+        self._reads = []  # [(PendingRead, source, level, reserved bytes)]
         self._in_flight = set()  # keys being read
         self._failed = OrderedDict()  # keys that could not be read
         self.errors = deque(maxlen=_ERRORS_KEPT)  # (key, exception), the latest
@@ -48,6 +48,7 @@ class FetchEngine:
         self.bytes_read = 0
         self.seconds_reading = 0.0  # wall time with reads in flight
         self._busy_since = None
+        self.held_back = False  # the last step read a first frame and started nothing else
         self._trimmed_at = 0  # cache.evicted_bytes at the last release_freed_memory()
 
     # -- sources and settings ----------------------------------------------------------------
@@ -113,10 +114,12 @@ class FetchEngine:
         now = self._take(lambda priority: priority[0] == NOW)
         if now:
             # The first frame of a view: read here, and start nothing else in this step, so that composing
-            # that frame has the cores instead of the reader's threads.
+            # that frame has the cores instead of the reader's threads; the caller steps again once it has.
             self._start(now, wait=True)
             arrived += self._collect()
+            self.held_back = True
             return arrived
+        self.held_back = False
         room = self.concurrency - len(self._in_flight)
         # Reads in flight take at most a quarter of the budget, so what views show is not evicted to make room.
         room_bytes = self.cache.budget_bytes // 4 - self.cache.reserved_bytes
@@ -181,8 +184,8 @@ class FetchEngine:
                     self._fail(source.key(level, c), error)
                 continue
             self._in_flight.update(source.key(level, c) for c in coords)
-            share = reserved // max(1, len(reads))
-            self._reads.extend((read, source, level, share) for read in reads)
+            chunk = source.chunk_nbytes(level)
+            self._reads.extend((read, source, level, len(read.coords) * chunk) for read in reads)
         if wait:
             for read, *_ in self._reads[started:]:
                 read.results()
@@ -200,6 +203,7 @@ class FetchEngine:
             except Exception as error:  # the whole read failed
                 results = {c: error for c in read.coords}
             self.cache.release(reserved)
+            good = {}
             for c in read.coords:
                 key = source.key(level, c)
                 self._in_flight.discard(key)
@@ -207,11 +211,15 @@ class FetchEngine:
                 if isinstance(data, BaseException) or data is None:
                     self._fail(key, data if data is not None else KeyError(f"chunk {c} missing from the read"))
                     continue
-                if source.id in self.sources:  # a source removed meanwhile keeps nothing in the cache
-                    self.cache.put(key, data)
-                self.chunks_read += 1
+                good[key] = data
                 self.bytes_read += data.nbytes
-                arrived += 1
+            if read.shares_memory:  # views of one buffer: cached and evicted together, counted once
+                self.cache.put_group(good)
+            else:
+                for key, data in good.items():
+                    self.cache.put(key, data)
+            self.chunks_read += len(good)
+            arrived += len(good)
         self._reads = pending
         now = time.perf_counter()
         if self._busy_since is not None:

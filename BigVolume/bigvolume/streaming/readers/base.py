@@ -7,6 +7,7 @@ from typing import Protocol
 
 class PendingRead(Protocol):
     coords: list  # the chunks this read covers
+    shares_memory: bool  # its chunks are views of one buffer (cached and evicted together)
 
     def done(self) -> bool: ...
 
@@ -71,6 +72,8 @@ def local_root(store):
 
 class _FutureRead:
     """A batch read running on a thread pool."""
+
+    shares_memory = False
 
     def __init__(self, coords, future):
         self.coords, self._future = coords, future

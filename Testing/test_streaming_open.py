@@ -182,7 +182,7 @@ def test_chunks_being_read_count_against_the_cache_budget():
     assert cache.nbytes + 3000 <= cache.budget_bytes
     cache.release(3000)
     cache.put("next", np.zeros(1000, np.uint8))
-    assert cache.nbytes == 8000 and cache._reserved == 0
+    assert cache.nbytes == 8000 and cache.reserved_bytes == 0
 
 
 def test_fetch_engine_reserves_room_for_a_batch_before_reading_it(image):
@@ -191,7 +191,7 @@ def test_fetch_engine_reserves_room_for_a_batch_before_reading_it(image):
 
     class Watching(ZarrChunkReader):
         def read_chunks(self, level_index, indices):
-            seen.append((engine.cache.nbytes, engine.cache._reserved))
+            seen.append((engine.cache.nbytes, engine.cache.reserved_bytes))
             return super().read_chunks(level_index, indices)
 
     engine = FetchEngine(ChunkCache(budget_bytes=20 * chunk_bytes), workers=1)
@@ -201,7 +201,7 @@ def test_fetch_engine_reserves_room_for_a_batch_before_reading_it(image):
     engine.submit("view", [(VISIBLE, 0, float(x), source.key(0, (1, 0, x))) for x in range(16)])
     assert engine.wait_idle(10)
     assert seen and all(cached + reserved <= 20 * chunk_bytes for cached, reserved in seen)
-    assert engine.cache._reserved == 0 and engine.cache.nbytes <= 20 * chunk_bytes
+    assert engine.cache.reserved_bytes == 0 and engine.cache.nbytes <= 20 * chunk_bytes
 
 
 @pytest.mark.parametrize("size", [1, 2, 7, 1000, 262144])

@@ -229,7 +229,7 @@ class BigVolumeSession:
                          f"({s['cache_chunks']} chunks), hit rate {100 * s['cache_hit_rate']:.0f}%")
             lines.append(f"fetched {s['chunks_read']} chunks ({s['bytes_read'] / 1e6:,.0f} MB), "
                          f"{s['chunks_per_s']:.0f} chunks/s since open, {s['mb_per_s_while_reading']:.0f} MB/s while "
-                         f"reading, {self.workers} fetch threads")
+                         f"reading, {self.workers} decoding cores")
             views = ", ".join(f"{name}: {level}" for name, level in sorted(s["view_levels"].items()))
             lines.append(f"level shown: {views or 'no slice view'}")
             if s["error_count"]:

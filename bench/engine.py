@@ -87,6 +87,8 @@ PAUSES = {"idle": _idle_pause, "gil_held": _hold_gil_pause}
 class _StalledRead:
     """A read in flight: a tensorstore future (a promise nobody keeps until the benchmark does)."""
 
+    shares_memory = False
+
     def __init__(self, coords, future):
         self.coords, self._future = [coords], future
 
@@ -379,8 +381,9 @@ def tensorstore_gil_probe(path, hold_s=0.1):
     return {"gil_held_s": hold_s, "chunks": len(layer),
             "one_future_per_chunk_done": f"{per_chunk_done} of {len(layer)}",
             "one_future_for_all_chunks_done": bool(one_read_done),
-            "note": "tensorstore takes the GIL once per Python future as it completes (not to read or decode): with "
-                    "one future per chunk, a main thread holding the GIL lets few reads finish per tick"}
+            "note": "tensorstore's threads need the GIL at points of a read (at least as a Python future completes): "
+                    "with one future per chunk, a main thread holding the GIL lets few reads finish per tick, so "
+                    "the reader reads boxes of chunks and tensorstore gets spare decoding threads"}
 
 
 def _compare(runs, key, higher_is_better):

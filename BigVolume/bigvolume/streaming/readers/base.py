@@ -110,7 +110,7 @@ class ThreadedReader:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix=f"bigvolume-{self.name}")
         coords = list(coords)
-        size = -(-len(coords) // self._threads)
+        size = max(1, -(-len(coords) // self._threads))
         return [_FutureRead(part, self._pool.submit(self._read_each, level, part))
                 for part in (coords[i:i + size] for i in range(0, len(coords), size))]
 

@@ -1,7 +1,6 @@
 """tensorstore: reads and decodes in its own C++ threads, without the GIL."""
 
 import os
-import threading
 
 from .base import chunk_blocks, local_root
 
@@ -58,20 +57,20 @@ class TensorstoreReader:
         self.image = image
         self._threads = int(threads or os.cpu_count() or 2)
         self._specs = [self._spec(level) for level in image.levels]
-        self._lock = threading.Lock()
         self._reset()
 
     def _reset(self):
         import tensorstore as ts
 
-        with self._lock:
-            # Our own LRU cache is the only cache. Eight decoding threads for each one asked for: tensorstore's
-            # threads wait for the GIL at times (a future completing, an array handed to Python), and while the
-            # main thread holds it the spare ones keep the cores busy (bench/engine.py, the GIL held 14 ms of
-            # 15: 2x gave 0.6 of the idle fetch rate, 8x 0.8-0.9). Only as many run as there is work.
-            self._context = ts.Context({"cache_pool": {"total_bytes_limit": 0},
-                                        "data_copy_concurrency": {"limit": 8 * self._threads}})
-            self._arrays = {}  # opened on first read, not when a store is opened
+        # Our own LRU cache is the only cache. Eight decoding threads for each one asked for: tensorstore's
+        # threads wait for the GIL at times (a future completing, an array handed to Python), and while the
+        # main thread holds it the spare ones keep the cores busy (bench/engine.py, the GIL held 14 ms of
+        # 15: 2x gave 0.6 of the idle fetch rate, 8x 0.8-0.9). Only as many run as there is work.
+        self._context = ts.Context({"cache_pool": {"total_bytes_limit": 0},
+                                    "data_copy_concurrency": {"limit": 8 * self._threads}})
+        # Every level is opened now, in tensorstore's threads: by the first read its metadata is there, and the
+        # main thread never waits for a level to open (about 4 ms each, more from a cold disk).
+        self._arrays = [ts.open(spec, read=True, context=self._context) for spec in self._specs]
 
     @staticmethod
     def _spec(level):
@@ -87,7 +86,9 @@ class TensorstoreReader:
 
         if importlib.util.find_spec("tensorstore") is None:
             return False
-        return all(local_root(level.array.store_path.store) is not None for level in image.levels)
+        # Local stores with all three spatial axes (a 2D image is left to zarr-python, which reshapes).
+        return all(local_root(level.array.store_path.store) is not None and {"z", "y", "x"} <= set(level.axis_names)
+                   for level in image.levels)
 
     def set_threads(self, threads):
         """Decoding threads; reads already started finish in the old context, new ones use the new one."""
@@ -95,15 +96,7 @@ class TensorstoreReader:
         self._reset()
 
     def _array(self, level_index):
-        import tensorstore as ts
-
-        with self._lock:
-            array, context = self._arrays.get(level_index), self._context
-        if array is None:
-            array = ts.open(self._specs[level_index], read=True, context=context).result()
-            with self._lock:
-                array = self._arrays.setdefault(level_index, array)
-        return array
+        return self._arrays[level_index].result()
 
     def start(self, level_index, coords):
         level = self.image.levels[level_index]
@@ -136,5 +129,4 @@ class TensorstoreReader:
         return out
 
     def close(self):
-        with self._lock:
-            self._arrays = {}
+        self._arrays = []

@@ -120,6 +120,11 @@ def test_scale_and_translation_values_are_json_numbers(store):
                                       "dataset 2 ('2'): translation ['1.5', 1.5, 1.5] must be 3 numbers"]
 
 
+def test_a_transformation_that_is_not_an_object_is_an_error_not_a_crash(store):
+    _edit_root(store, lambda a: a["ome"]["multiscales"][0]["datasets"][0].update(coordinateTransformations=["scale"]))
+    assert "dataset 0 ('0'): coordinateTransformations must be a non-empty list of objects" in validate(store).text()
+
+
 def test_multiscales_transformations(store):
     _edit_root(store, lambda a: a["ome"]["multiscales"][0].update(coordinateTransformations=[{"type": "rotation"}]))
     assert validate(store).errors == ["multiscales: coordinateTransformations must be one scale, optionally followed "

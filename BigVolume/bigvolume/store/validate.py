@@ -117,8 +117,8 @@ def _is_number(value):
 
 def _check_transforms(where, transforms, ndim, report):
     """The scale, or None if rejected; `ndim` None (axes rejected) leaves the lengths unchecked."""
-    if not isinstance(transforms, list) or not transforms:
-        report.errors.append(f"{where}: coordinateTransformations must be a non-empty list")
+    if not isinstance(transforms, list) or not transforms or not all(isinstance(t, dict) for t in transforms):
+        report.errors.append(f"{where}: coordinateTransformations must be a non-empty list of objects")
         return None
     kinds = [t.get("type") for t in transforms]
     if kinds not in (["scale"], ["scale", "translation"]):

@@ -70,6 +70,9 @@ def local_root(store):
     return str(store.root) if isinstance(store, LocalStore) else None
 
 
+JOB_CHUNKS = 16
+
+
 class _FutureRead:
     """A batch read running on a thread pool."""
 
@@ -106,11 +109,12 @@ class ThreadedReader:
             self._pool = None
 
     def start(self, level, coords):
-        """One job per thread, so that every thread of the pool reads."""
+        """Jobs spread over the pool's threads, of at most JOB_CHUNKS chunks: only running jobs hold decoded
+        chunks and their scratch buffers, so many chunks can wait in flight without their memory."""
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix=f"bigvolume-{self.name}")
         coords = list(coords)
-        size = max(1, -(-len(coords) // self._threads))
+        size = max(1, min(JOB_CHUNKS, -(-len(coords) // self._threads)))
         return [_FutureRead(part, self._pool.submit(self._read_each, level, part))
                 for part in (coords[i:i + size] for i in range(0, len(coords), size))]
 

@@ -150,7 +150,9 @@ def test_the_first_update_shows_the_coarsest_level_before_any_other_read_starts(
         for streamer in views.streamers.values():
             assert streamer.showing and streamer.voxels.std() > 0, "the view shows the coarse data"
             assert streamer.level < coarsest and not streamer.complete
-        assert views.engine.in_flight > 0, "the rest was started once the first frame was composed"
+        assert views.engine.in_flight == 0 and views.engine.wants(streamer.requester), "the rest waits an update"
+        views.update()
+        assert views.engine.in_flight > 0, "the next update starts them"
     finally:
         reader.released.set()
         views.close()

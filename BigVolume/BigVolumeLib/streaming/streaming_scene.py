@@ -126,8 +126,6 @@ class StreamingScene:
                 continue  # composing before the window is known would flash the default ramp
             for streamer in streamed.streamers.values():
                 changed |= streamer.compose()
-        if self.engine.held_back:  # the first frame is composed: start the rest now, not an update later
-            self.engine.step()
         return changed
 
     def _choose_window(self, streamed):

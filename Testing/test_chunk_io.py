@@ -12,10 +12,6 @@ from bigvolume.streaming.readers import DirectChunkReader, TensorstoreReader, Za
 from bigvolume.streaming.sources import ChunkSource
 
 
-def _all_chunks(level):
-    return level.all_chunks()
-
-
 @pytest.mark.parametrize("options", [
     {"ngff_version": "0.5"},
     {"ngff_version": "0.5", "shard_chunks": None},
@@ -31,7 +27,7 @@ def test_direct_reader_matches_zarr_python(tmp_path, options):
     reference = ZarrChunkReader(image)
     for reader in (DirectChunkReader(image), TensorstoreReader(image)):
         for level in image.levels:
-            indices = _all_chunks(level)
+            indices = level.all_chunks()
             theirs = reference.read_chunks(level.index, indices)
             for batch in (indices, indices[::3], indices[-1:]):  # a whole box, scattered chunks, one chunk
                 ours = reader.read_chunks(level.index, batch)

@@ -200,3 +200,25 @@ def test_a_box_read_caches_its_chunks_as_views_of_one_buffer(store):
     for (z, y, x), chunk in zip(plane, chunks):
         np.testing.assert_array_equal(chunk, voxels[16 * z:16 * z + 16, 16 * y:16 * y + 16, 16 * x:16 * x + 16])
     engine.close()
+
+
+def test_a_source_added_to_the_engine_is_opened_once_and_a_corrupt_box_is_re_read_once(tmp_path, monkeypatch):
+    from bigvolume.streaming.readers import TensorstoreReader
+
+    volume = np.arange(32 * 32 * 32, dtype=np.uint16).reshape(32, 32, 32)
+    path = tmp_path / "c.ome.zarr"
+    bigvolume.write_pyramid(volume, path, chunks=(16, 16, 16), shard_chunks=None, coarsest=64)
+    (path / "0" / "c" / "1" / "1" / "1").write_bytes(b"garbage")
+    image = bigvolume.open_image(path)
+    engine = FetchEngine(ChunkCache(1 << 24), workers=2)
+    source = ChunkSource(image, threads=2)
+    opened = source.reader._arrays
+    engine.add_source(source)
+    assert source.reader._arrays is opened, "the same thread count: nothing is opened again"
+    re_reads = []
+    read_each = TensorstoreReader.read_each
+    monkeypatch.setattr(TensorstoreReader, "read_each", lambda self, *a: re_reads.append(1) or read_each(self, *a))
+    engine.submit("v", [(NOW, 0, 0.0, source.key(0, c)) for c in image.levels[0].all_chunks()])
+    engine.step()
+    assert re_reads == [1] and engine.error_count == 1 and engine.chunks_read == 7
+    engine.close()

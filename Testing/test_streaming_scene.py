@@ -125,3 +125,48 @@ def test_dragging_the_window_in_one_view_moves_every_view_and_the_scene_keeps_it
         display = streamer.proxy.GetScalarVolumeDisplayNode()
         assert (display.GetWindow(), display.GetLevel()) == (321.0, 1234.0)
     restored.close()
+
+
+def test_a_corrupt_coarsest_chunk_does_not_keep_a_source_from_being_shown(tmp_path):
+    z, y, x = np.mgrid[0:64, 0:64, 0:64]
+    voxels = (100 + 10 * x + 5 * y + 3 * z).astype(np.uint16)
+    path = tmp_path / "c.ome.zarr"
+    bigvolume.write_pyramid(voxels, path, chunks=(16, 16, 16), shard_chunks=None, coarsest=32)
+    views = _views(("Red",))
+    streaming = StreamingScene(views.scene)
+    streamed = streaming.add_image(bigvolume.open_image(path))
+    streamer = next(iter(streamed.streamers.values()))
+    top = streamed.source.levels[-1]
+    needed = streamer.plan().chunks[top.index]  # the coarsest chunks the first frame and the window need
+    assert top.grid_shape == (2, 2, 2) and len(needed) > 1
+    (path / top.path / "c" / "/".join(map(str, needed[0]))).write_bytes(b"not a chunk")
+    streaming.wait_complete(30)
+    assert streamer.showing and streamed.window_level is not None, "shown, with a window from the chunks that came"
+    assert streaming.engine.error_counts[streamed.source.id] >= 1
+    streaming.close()
+
+
+def test_two_sources_in_one_view_have_proxies_that_tell_them_apart(stores):
+    (ramp_path, _), (negative_path, _) = stores
+    views = _views(("Red",))
+    streaming = StreamingScene(views.scene)
+    background = streaming.add_image(bigvolume.open_image(ramp_path))
+    foreground = streaming.add_image(bigvolume.open_image(negative_path), layer="foreground", fit=False)
+    names = {s.proxy.GetName() for streamed in (background, foreground) for s in streamed.streamers.values()}
+    assert names == {"BigVolume Red", "BigVolume Red foreground"}
+    streaming.close()
+
+
+def test_the_status_counts_from_the_open_of_the_store_it_shows(stores):
+    (ramp_path, _), (negative_path, _) = stores
+    views = _views(("Red",))
+    session = BigVolumeSession(views.scene, workers=1)
+    session.open(ramp_path)
+    assert session.streaming.wait_complete(30)
+    first = session.status()["chunks_read"]
+    assert first > 0
+    session.open(negative_path)  # the same streaming scene, engine and cache serve the next store
+    assert session.status()["chunks_read"] == 0 and session.status()["error_count"] == 0
+    assert session.streaming.wait_complete(30)
+    assert 0 < session.status()["chunks_read"] and session.streaming.engine.chunks_read > session.status()["chunks_read"]
+    session.close()

@@ -53,6 +53,10 @@ class BigVolumeSession:
             self.streaming = StreamingScene(self.scene, cache_bytes=self.cache_bytes, workers=self.workers)
         self.streamed = self.streaming.add_image(image, layer=self.layer, window_level=window_level, fit=fit)
         self._opened_at = time.monotonic()
+        # The engine and cache outlive a store (another store, channel or time point reuses them): the status
+        # counts from here.
+        engine, cache = self.streaming.engine, self.streaming.cache
+        self._counts_at_open = (engine.chunks_read, engine.bytes_read, engine.seconds_reading, cache.hits, cache.misses)
         self._saved_window = window_level
         self._save_reference()
         return image
@@ -198,14 +202,18 @@ class BigVolumeSession:
         if self.streamed is not None:
             engine, cache = self.streaming.engine, self.streaming.cache
             seconds = max(time.monotonic() - self._opened_at, 1e-9)
+            chunks0, bytes0, reading0, hits0, misses0 = self._counts_at_open
+            chunks, nbytes, reading = engine.chunks_read - chunks0, engine.bytes_read - bytes0, \
+                engine.seconds_reading - reading0
+            hits, looks = cache.hits - hits0, cache.hits - hits0 + cache.misses - misses0
+            source_id = self.streamed.source.id
+            errors = [(key, error) for key, error in engine.errors if key[0] == source_id]
             info.update({
-                "cache_bytes": cache.nbytes, "cache_chunks": len(cache), "cache_hit_rate": cache.hit_rate,
-                "chunks_read": engine.chunks_read, "bytes_read": engine.bytes_read,
-                "chunks_per_s": engine.chunks_read / seconds,
-                "mb_per_s_while_reading": engine.bytes_read / 1e6 / engine.seconds_reading
-                if engine.seconds_reading else 0.0,
-                "errors": [f"level {key[1]} chunk {key[2]}: {error}" for key, error in list(engine.errors)[-3:]],
-                "error_count": engine.error_count,
+                "cache_bytes": cache.nbytes, "cache_chunks": len(cache), "cache_hit_rate": hits / looks if looks else 0.0,
+                "chunks_read": chunks, "bytes_read": nbytes, "chunks_per_s": chunks / seconds,
+                "mb_per_s_while_reading": nbytes / 1e6 / reading if reading > 0 else 0.0,
+                "errors": [f"level {key[1]} chunk {key[2]}: {error}" for key, error in errors[-3:]],
+                "error_count": engine.error_counts.get(source_id, 0),
                 "view_levels": self.levels(),
                 "window_level": list(self.window_level) if self.window_level else None,
             })

@@ -14,7 +14,6 @@ class SharedDisplay:
         self.window_level = tuple(window_level) if window_level is not None else None
         self._nodes = {}  # display node -> observer tag
         self._applying = False
-        self.changed_by_user = False  # set when a view's window was dragged; the owner clears it once saved
 
     def attach(self, display_node):
         """Follow and drive one proxy's scalar volume display node."""
@@ -47,7 +46,6 @@ class SharedDisplay:
         current = (float(node.GetWindow()), float(node.GetLevel()))
         if current != self.window_level:
             self.set_window_level(*current)
-            self.changed_by_user = True
 
     def close(self):
         for node in list(self._nodes):

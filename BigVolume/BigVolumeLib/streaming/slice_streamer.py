@@ -87,7 +87,7 @@ class SliceStreamer:
         self._plan = None
         self._view_key = None
         self._sent = False  # the plan's needs are with the engine
-        self._composed = None  # (view key, engine generation) last composed
+        self._composed = None  # (view key, the source's generation) last composed
         self._last_centre = None
         self.complete = False
         self.level = None
@@ -170,7 +170,7 @@ class SliceStreamer:
 
     def compose(self):
         """Compose what has arrived into the proxy, if the view or the cache changed since last time."""
-        state = (self._view_key, self.engine.generation)
+        state = (self._view_key, self.engine.generation(self.source.id))
         if self._plan is None or state == self._composed or not self.shown:
             return False
         fresh = self._composition is None or self._composition.plan is not self._plan

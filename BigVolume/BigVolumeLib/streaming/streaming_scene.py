@@ -8,6 +8,9 @@ timer inside Slicer, lets every streamer plan, steps the engine once and
 composes what arrived. The session and the module's logic use only this.
 """
 
+import time
+
+import numpy as np
 import vtk
 
 try:  # the chunk I/O engine loads with this module (about 15 ms), not between opening a store and its first frame
@@ -89,8 +92,10 @@ class StreamingScene:
         for node in self._view_nodes():
             if node.GetID() not in streamed.streamers:
                 kind = STREAMER_KINDS[node.GetClassName()]
+                # Named by view, and by layer beside the background, so that two sources in a view tell apart.
+                name = f"BigVolume {node.GetName()}" + ("" if streamed.layer == "background" else f" {streamed.layer}")
                 streamed.streamers[node.GetID()] = kind(self.scene, node, streamed.source, self.engine,
-                                                        streamed.display, layer=streamed.layer)
+                                                        streamed.display, layer=streamed.layer, name=name)
 
     def _on_nodes_changed(self, caller, event):
         self._views_changed = True
@@ -129,21 +134,29 @@ class StreamingScene:
         return changed
 
     def _choose_window(self, streamed):
-        """Window/level from the histogram of the coarsest-level chunks the views show first; then kept."""
+        """Window/level from the histogram of the coarsest-level chunks the views show first; then kept.
+
+        Chunks that could not be read are left out (a corrupt chunk must not keep a source from ever being
+        shown); if none could, the data type's whole range.
+        """
         source = streamed.source
         coarsest = len(source.levels) - 1
         keys = sorted({source.key(coarsest, c) for s in streamed.streamers.values()
                        for c in s.plan_chunks.get(coarsest, [])})
         chunks = [self.cache.peek(key) for key in keys]
-        if not keys or any(chunk is None for chunk in chunks):
+        if not keys or any(chunk is None and not self.engine.failed(key) for key, chunk in zip(keys, chunks)):
             return False
-        streamed.display.set_window_level(*window_from_chunks(chunks))
+        arrived = [chunk for chunk in chunks if chunk is not None]
+        if arrived:
+            streamed.display.set_window_level(*window_from_chunks(arrived))
+        else:
+            info = np.iinfo(source.levels[0].dtype) if source.levels[0].dtype.kind in "iu" else None
+            low, high = (info.min, info.max) if info else (0.0, 1.0)
+            streamed.display.set_window_level(float(high) - float(low), (float(high) + float(low)) / 2.0)
         return True
 
     def wait_complete(self, timeout=30.0):
         """Update until every view of every source is complete (scripts, tests, benchmarks); False on timeout."""
-        import time
-
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.update()

@@ -12,8 +12,9 @@ reader's own pool of Python threads.
 A submission is served once: each requester's list is walked once, and a
 chunk another requester already had read (in flight or cached) is skipped,
 so a cache smaller than the views' working set cannot make the engine re-read
-the same chunks forever (a view asks again when it moves). `generation`
-counts steps in which chunks arrived, so a view knows when to compose again.
+the same chunks forever (a view asks again when it moves). `generation(source)`
+counts the steps in which chunks of a source arrived, so a view composes again
+only when its own source brought something.
 
 Memory: a read's bytes are reserved in the cache before it starts, so cached
 and in-flight chunks together keep to the budget, and the memory of evicted
@@ -46,7 +47,8 @@ class FetchEngine:
         self._failed = OrderedDict()  # keys that could not be read
         self.errors = deque(maxlen=_ERRORS_KEPT)  # (key, exception), the latest
         self.error_count = 0
-        self.generation = 0
+        self.error_counts = {}  # source id -> chunks of it that could not be read
+        self._generations = {}  # source id -> steps in which its chunks arrived
         self.chunks_read = 0
         self.bytes_read = 0
         self.seconds_reading = 0.0  # wall time with reads in flight
@@ -59,8 +61,17 @@ class FetchEngine:
         self.sources[source.id] = source
         return source
 
-    def remove_source(self, source_id):
-        """Forget a source: its requests leave the queue, its cached chunks the cache, its reader closes."""
+    def generation(self, source_id):
+        """Changes whenever chunks of the source arrive (a view composes again only then)."""
+        return self._generations.get(source_id, 0)
+
+    def failed(self, key):
+        """True if the chunk could not be read (it is not asked for again)."""
+        return key in self._failed
+
+    def remove_source(self, source_id, wait=False):
+        """Forget a source: its requests leave the queue, its cached chunks the cache, its reader closes
+        (without waiting for its threads unless `wait`: a channel switch must not block the main thread)."""
         source = self.sources.pop(source_id, None)
         for requester in self.queue.requesters():
             wants = self.queue.wants(requester)
@@ -76,8 +87,9 @@ class FetchEngine:
             self._in_flight.difference_update(of.key(level, c) for c in read.coords)
         self._reads = kept
         self.cache.discard(lambda key: key[0] == source_id)
+        self._generations.pop(source_id, None)
         if source is not None:
-            source.close()
+            source.close(wait=wait)
 
     def set_workers(self, workers):
         """Reader threads and chunks in flight; applies in place (nothing cached or requested is lost)."""
@@ -98,7 +110,7 @@ class FetchEngine:
         self.queue.withdraw(requester)
 
     def wants(self, requester):
-        """{key: priority} of a requester's chunks not yet started."""
+        """{key: priority} of a requester's chunks still in the queue (not yet taken to be read)."""
         return self.queue.wants(requester)
 
     @property
@@ -138,19 +150,19 @@ class FetchEngine:
             if time.monotonic() > deadline:
                 return False
             if self._reads:
-                self._reads[0][0].results()  # block on the oldest read instead of spinning
+                self._reads[0][0].wait()  # block on the oldest read instead of spinning
 
     def close(self):
         """Withdraw every request and remove every source (reads in flight are dropped; readers close)."""
         for requester in self.queue.requesters():
             self.queue.withdraw(requester)
         for source_id in list(self.sources):
-            self.remove_source(source_id)
+            self.remove_source(source_id, wait=True)
 
     # -- internals -----------------------------------------------------------------------------
     def _take(self, accept, limit=None, max_bytes=None):
-        """Pop the best outstanding keys that need reading ({(source id, level): [coords]}, in order), up to
-        `limit` chunks and `max_bytes` (at least one chunk is taken)."""
+        """Pop the best outstanding keys that need reading ({(source id, level): [coords]}, in order), while their
+        priority is `accept`ed, up to `limit` chunks and `max_bytes` (the first key taken may exceed it)."""
         groups, taken, nbytes, seen = {}, 0, 0, set()
         while (limit is None or taken < limit) and (max_bytes is None or nbytes < max_bytes):
             if accept is not None:
@@ -189,10 +201,10 @@ class FetchEngine:
             self._reads.extend((read, source, level, len(read.coords) * chunk) for read in reads)
         if wait:
             for read, *_ in self._reads[started:]:
-                read.results()
+                read.wait()
 
     def _collect(self):
-        arrived = 0
+        arrived, arrived_from = 0, set()
         pending = []
         for entry in self._reads:
             read, source, level, reserved = entry
@@ -221,13 +233,16 @@ class FetchEngine:
                     self.cache.put(key, data)
             self.chunks_read += len(good)
             arrived += len(good)
+            if good:
+                arrived_from.add(source.id)
         self._reads = pending
         now = time.perf_counter()
         if self._busy_since is not None:
             self.seconds_reading += now - self._busy_since
             self._busy_since = now if pending else None
+        for source_id in arrived_from:
+            self._generations[source_id] = self._generations.get(source_id, 0) + 1
         if arrived:
-            self.generation += 1
             if self.cache.evicted_bytes - self._trimmed_at >= _TRIM_EVERY_BYTES:
                 self._trimmed_at = self.cache.evicted_bytes
                 release_freed_memory()
@@ -241,3 +256,4 @@ class FetchEngine:
             self._failed.popitem(last=False)
         self.errors.append((key, error))
         self.error_count += 1
+        self.error_counts[key[0]] = self.error_counts.get(key[0], 0) + 1

@@ -39,8 +39,8 @@ class ChunkSource:
     def chunk_nbytes(self, level):
         return self.image.levels[level].chunk_nbytes
 
-    def close(self):
-        self.reader.close()
+    def close(self, wait=True):
+        self.reader.close(wait=wait)
 
     def __repr__(self):
         return f"ChunkSource({self.id!r}, reader={self.reader.name})"

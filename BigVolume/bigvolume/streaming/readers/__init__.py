@@ -3,14 +3,17 @@
 Every reader implements the same protocol:
 
     name                          a short label for status lines and benchmarks
+    supports(image)               whether it can read that image's store
     read_chunks(level, coords)    {coords: array} read in the calling thread (blocking)
     start(level, coords)          [PendingRead, ...] begun now, collected later without blocking
-    close()                       release threads and open handles
+    set_threads(n)                how many threads it decodes with; applies to reads started later
+    close(wait)                   release threads and open handles
 
 `coords` are chunk coordinates (z, y, x) on the level's chunk grid; edge
 chunks come back clipped to the volume. A `PendingRead` covers one or more
-chunks: `done()` says whether it finished, `results()` gives {coords: array or
-the exception that chunk raised}.
+chunks: `done()` says whether it finished, `wait()` blocks until it has,
+`results()` gives {coords: array or the exception that chunk raised}, and
+`shares_memory` says whether those arrays are views of one buffer.
 
 `start` is what keeps Python threads out of the hot path: tensorstore reads
 and decodes in its own C++ threads, and the main thread only starts requests

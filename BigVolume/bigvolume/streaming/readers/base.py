@@ -11,7 +11,9 @@ class PendingRead(Protocol):
 
     def done(self) -> bool: ...
 
-    def results(self) -> dict: ...  # {coords: array or exception}; blocks until done
+    def wait(self) -> None: ...  # block until done
+
+    def results(self) -> dict: ...  # {coords: array or exception}, computed once; blocks until done
 
 
 class ChunkReader(Protocol):
@@ -23,7 +25,19 @@ class ChunkReader(Protocol):
 
     def set_threads(self, threads: int) -> None: ...
 
-    def close(self) -> None: ...
+    def close(self, wait: bool = True) -> None: ...
+
+
+def read_one_by_one(read_one, coords):
+    """{coords: array or the exception that chunk raised}, each chunk read alone: after a read of many failed,
+    so that only the corrupt chunk fails."""
+    results = {}
+    for c in coords:
+        try:
+            results[c] = read_one(c)
+        except Exception as error:  # the engine records it; the other chunks still arrive
+            results[c] = error
+    return results
 
 
 def chunk_blocks(coords, max_chunks):
@@ -84,6 +98,9 @@ class _FutureRead:
     def done(self):
         return self._future.done()
 
+    def wait(self):
+        self._future.exception()
+
     def results(self):
         return self._future.result()
 
@@ -100,12 +117,16 @@ class ThreadedReader:
     def __init__(self, threads=None):
         self._threads = int(threads or os.cpu_count() or 2)
         self._pool = None
+        self._retired = []  # pools replaced by set_threads, still finishing their jobs
 
     def set_threads(self, threads):
         """Reads already started finish on the old pool; new ones use a pool of `threads`."""
+        if int(threads) == self._threads:
+            return
         self._threads = int(threads)
         if self._pool is not None:
             self._pool.shutdown(wait=False)
+            self._retired.append(self._pool)
             self._pool = None
 
     def start(self, level, coords):
@@ -124,15 +145,10 @@ class ThreadedReader:
         except Exception as error:
             if len(coords) == 1:
                 return {coords[0]: error}
-            results = {}
-            for one in coords:
-                try:
-                    results.update(self.read_chunks(level, [one]))
-                except Exception as error:  # the engine records it; the other chunks still arrive
-                    results[one] = error
-            return results
+            return read_one_by_one(lambda c: self.read_chunks(level, [c])[c], coords)
 
-    def close(self):
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+    def close(self, wait=True):
+        """Queued jobs are cancelled; running ones finish (waited for only with `wait`)."""
+        for pool in self._retired + ([self._pool] if self._pool is not None else []):
+            pool.shutdown(wait=wait, cancel_futures=True)
+        self._pool, self._retired = None, []

@@ -2,7 +2,7 @@
 
 import os
 
-from .base import chunk_blocks, local_root
+from .base import chunk_blocks, local_root, read_one_by_one
 
 MAX_CHUNKS_PER_READ = 32  # 16 MB of 64^3 uint16: large enough that few futures finish, small enough to pipeline
 
@@ -19,6 +19,7 @@ class _TensorstoreRead:
         self.coords = [(z, y, x) for z in range(*block[0]) for y in range(*block[1]) for x in range(*block[2])]
         self.shares_memory = len(self.coords) > 1
         self._reader, self._level, self._future = reader, level, future
+        self._results = None
         start = level.chunk_box((block[0][0], block[1][0], block[2][0]))
         stop = level.chunk_box((block[0][1] - 1, block[1][1] - 1, block[2][1] - 1))
         self.box = tuple((a[0], b[1]) for a, b in zip(start, stop))
@@ -26,10 +27,18 @@ class _TensorstoreRead:
     def done(self):
         return self._future.done()
 
+    def wait(self):
+        self._future.exception()
+
     def results(self):
+        if self._results is None:  # once, however often asked
+            self._results = self._split()
+        return self._results
+
+    def _split(self):
         try:
             data = self._future.result().reshape([b - a for a, b in self.box])
-        except ValueError:  # tensorstore reports decoding and I/O failures as ValueError: find the chunk(s)
+        except Exception:  # a decoding or I/O failure: find the chunk(s), read alone (rare, so not asynchronous)
             self.shares_memory = False
             return self._reader.read_each(self._level, self.coords)
         out = {}
@@ -48,7 +57,7 @@ class TensorstoreReader:
     buffer), and the main thread collects finished futures. A future takes the GIL once as it finishes,
     so reads are few and large (MAX_CHUNKS_PER_READ): one per chunk finished at a
     fifth of the idle rate while the main thread held the GIL (bench/engine.py).
-    Local stores only (file kvstore); others use zarr-python.
+    Local stores only (file kvstore); `default_reader` picks another reader for others.
     """
 
     name = "tensorstore"
@@ -92,8 +101,9 @@ class TensorstoreReader:
 
     def set_threads(self, threads):
         """Decoding threads; reads already started finish in the old context, new ones use the new one."""
-        self._threads = int(threads)
-        self._reset()
+        if int(threads) != self._threads:
+            self._threads = int(threads)
+            self._reset()
 
     def _array(self, level_index):
         return self._arrays[level_index].result()
@@ -110,14 +120,16 @@ class TensorstoreReader:
 
     def read_each(self, level, coords):
         """{coords: array or the error naming the chunk}, chunk by chunk (after a box read failed)."""
-        array, out = self._array(level.index), {}
-        for c in coords:
+        array = self._array(level.index)
+
+        def read_one(c):
             box = level.chunk_box(c)
             try:
-                out[c] = array[self.image.selection(level, box)].read().result().reshape([b - a for a, b in box])
+                return array[self.image.selection(level, box)].read().result().reshape([b - a for a, b in box])
             except ValueError as error:
-                out[c] = self.image.chunk_error(level, box, error)
-        return out
+                raise self.image.chunk_error(level, box, error) from error
+
+        return read_one_by_one(read_one, coords)
 
     def read_chunks(self, level_index, coords):
         out = {}
@@ -128,5 +140,5 @@ class TensorstoreReader:
                 out[c] = result
         return out
 
-    def close(self):
-        self._arrays = []
+    def close(self, wait=True):
+        self._arrays = []  # reads in flight finish in tensorstore's threads; nothing waits for them

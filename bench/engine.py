@@ -128,7 +128,7 @@ class _StalledReader:
     def read_chunks(self, level, coords):
         raise NotImplementedError
 
-    def close(self):
+    def close(self, wait=True):
         pass
 
 

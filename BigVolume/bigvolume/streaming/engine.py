@@ -16,9 +16,11 @@ the same chunks forever (a view asks again when it moves). `generation(source)`
 counts the steps in which chunks of a source arrived, so a view composes again
 only when its own source brought something.
 
-Memory: a read's bytes are reserved in the cache before it starts, so cached
-and in-flight chunks together keep to the budget, and the memory of evicted
-chunks is handed back to the system as it accumulates (glibc would keep it).
+Memory: a read's bytes (decoded and encoded, RESERVED_PER_DECODED_BYTE) are
+reserved in the cache before it starts, at most a quarter of the budget, so
+cached and in-flight chunks together keep to the budget; chunks read as one
+box are cached as one group; and the memory of evicted chunks is handed back
+to the system as it accumulates (glibc would keep it).
 """
 
 import time

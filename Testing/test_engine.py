@@ -222,3 +222,48 @@ def test_a_source_added_to_the_engine_is_opened_once_and_a_corrupt_box_is_re_rea
     engine.step()
     assert re_reads == [1] and engine.error_count == 1 and engine.chunks_read == 7
     engine.close()
+
+
+def test_removing_a_source_cancels_its_reads_in_flight_and_frees_their_room(store):
+    path, _ = store
+    image = bigvolume.open_image(path)
+
+    class Held:
+        """Reads that finish only when cancelled (a slow store)."""
+
+        name, shares_memory = "held", False
+
+        def __init__(self):
+            self.cancelled = []
+
+        def set_threads(self, threads):
+            pass
+
+        def start(self, level, coords):
+            reader = self
+
+            class Read:
+                def __init__(self, c):
+                    self.coords, self.shares_memory = [c], False
+
+                def done(self):
+                    return False
+
+                def cancel(self):
+                    reader.cancelled.append(self.coords[0])
+
+            return [Read(c) for c in coords]
+
+        def close(self, wait=True):
+            pass
+
+    engine = FetchEngine(ChunkCache(1 << 26))
+    held = Held()
+    source = engine.add_source(ChunkSource(image, reader=held))
+    engine.submit("v", [(VISIBLE, 0, 0.0, source.key(0, c)) for c in image.levels[0].all_chunks()[:5]])
+    engine.step()
+    assert engine.in_flight == 5 and engine.cache.reserved_bytes > 0
+    engine.remove_source(source.id)
+    assert len(held.cancelled) == 5 and engine.in_flight == 0 and engine.cache.reserved_bytes == 0
+    assert engine.error_count == 0, "a cancelled read is not a failure"
+    engine.close()

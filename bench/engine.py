@@ -89,6 +89,9 @@ class _StalledRead:
 
     shares_memory = False
 
+    def cancel(self):
+        self._future.cancel()
+
     def __init__(self, coords, future):
         self.coords, self._future = [coords], future
 

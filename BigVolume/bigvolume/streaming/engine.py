@@ -80,11 +80,12 @@ class FetchEngine:
             if any(key[0] == source_id for key in wants):
                 self.queue.replace(requester, [(p, k) for k, p in wants.items() if k[0] != source_id])
         kept = []
-        for entry in self._reads:  # reads in flight for it: dropped, not reported as failures
+        for entry in self._reads:  # reads in flight for it: cancelled and dropped, not reported as failures
             read, of, level, reserved = entry
             if of.id != source_id:
                 kept.append(entry)
                 continue
+            read.cancel()
             self.cache.release(reserved)
             self._in_flight.difference_update(of.key(level, c) for c in read.coords)
         self._reads = kept

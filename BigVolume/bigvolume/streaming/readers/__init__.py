@@ -12,6 +12,7 @@ Every reader implements the same protocol:
 `coords` are chunk coordinates (z, y, x) on the level's chunk grid; edge
 chunks come back clipped to the volume. A `PendingRead` covers one or more
 chunks: `done()` says whether it finished, `wait()` blocks until it has,
+`cancel()` stops it when no view wants it any more,
 `results()` gives {coords: array or the exception that chunk raised}, and
 `shares_memory` says whether those arrays are views of one buffer.
 

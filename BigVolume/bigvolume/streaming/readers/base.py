@@ -13,6 +13,8 @@ class PendingRead(Protocol):
 
     def wait(self) -> None: ...  # block until done
 
+    def cancel(self) -> None: ...  # not wanted any more: stop it if it has not finished
+
     def results(self) -> dict: ...  # {coords: array or exception}, computed once; blocks until done
 
 
@@ -100,6 +102,9 @@ class _FutureRead:
 
     def wait(self):
         self._future.exception()
+
+    def cancel(self):
+        self._future.cancel()  # a job not started yet never runs
 
     def results(self):
         return self._future.result()

@@ -30,6 +30,9 @@ class _TensorstoreRead:
     def wait(self):
         self._future.exception()
 
+    def cancel(self):
+        self._future.cancel()  # tensorstore stops the read and frees what it had allocated for it
+
     def results(self):
         if self._results is None:  # once, however often asked
             self._results = self._split()

@@ -19,17 +19,14 @@ def _format_bytes(n):
     return f"{n:.1f} TB"
 
 
-# The core advises Python callers ("pass overwrite=True"); the command line gives the same advice as its options.
-_KEYWORDS = ((re.compile(r"\b(overwrite|resume)(?:=True)? \(--\1\)"), r"--\1"),  # both named: the option stays
-             (re.compile(r"\b(overwrite|resume)=True\b"), r"--\1"),
-             (re.compile(r"\((overwrite|resume)\)"), r"(--\1)"))
+# The writer's advice names the keyword and the option ("overwrite=True (--overwrite)"); the command line keeps
+# only the option.
+_KEYWORD_AND_OPTION = re.compile(r"\b(overwrite|resume)=True \(--\1\)")
 
 
 def _as_options(message):
-    """An error message with the core's keyword arguments (overwrite=True) named as the options (--overwrite)."""
-    for pattern, option in _KEYWORDS:
-        message = pattern.sub(option, message)
-    return message
+    """An error message with the writer's keyword arguments named as the command line's options only."""
+    return _KEYWORD_AND_OPTION.sub(r"--\1", message)
 
 
 def _xyz(level, sizes):

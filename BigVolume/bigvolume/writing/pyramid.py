@@ -303,18 +303,18 @@ def write_pyramid(source, path, geometry=None, *, labels=False, ngff_version="0.
         journal = Journal.load(path) if state == "in-progress" else None
         if journal is None:
             raise StoreError(f"{path}: exists but is not an unfinished BigVolume write that can be resumed; "
-                             f"choose another output, or replace it (overwrite)")
+                             f"choose another output, or replace it with overwrite=True (--overwrite)")
         differences = _differences(journal.plan, plan)
         if differences:
             raise IncompleteStoreError(f"{path}: cannot resume: this unfinished store was started with other settings "
-                                       f"({'; '.join(differences)}); use the same settings, or replace it (overwrite)")
+                                       f"({'; '.join(differences)}); use the same settings, or replace it with overwrite=True (--overwrite)")
     elif os.path.lexists(path):
         if not overwrite:
             state = ((_read_attrs(path) or {}).get(NAMESPACE) or {}).get("write", {}).get("state")
             if state == "in-progress":
                 raise StoreError(f"{path}: already exists, an unfinished write; continue it with resume=True "
                                  f"(--resume) or replace it with overwrite=True (--overwrite)")
-            raise StoreError(f"{path}: already exists; choose another output or pass overwrite=True to replace it")
+            raise StoreError(f"{path}: already exists; choose another output or pass overwrite=True (--overwrite) to replace it")
         aside = _set_aside(path)
 
     try:

@@ -127,7 +127,8 @@ def test_dragging_the_window_in_one_view_moves_every_view_and_the_scene_keeps_it
     restored.close()
 
 
-def test_a_corrupt_coarsest_chunk_does_not_keep_a_source_from_being_shown(tmp_path):
+@pytest.mark.parametrize("corrupt", ["one", "all"])
+def test_a_corrupt_coarsest_chunk_does_not_keep_a_source_from_being_shown(tmp_path, corrupt):
     z, y, x = np.mgrid[0:64, 0:64, 0:64]
     voxels = (100 + 10 * x + 5 * y + 3 * z).astype(np.uint16)
     path = tmp_path / "c.ome.zarr"
@@ -139,8 +140,11 @@ def test_a_corrupt_coarsest_chunk_does_not_keep_a_source_from_being_shown(tmp_pa
     top = streamed.source.levels[-1]
     needed = streamer.plan().chunks[top.index]  # the coarsest chunks the first frame and the window need
     assert top.grid_shape == (2, 2, 2) and len(needed) > 1
-    (path / top.path / "c" / "/".join(map(str, needed[0]))).write_bytes(b"not a chunk")
+    for coords in needed if corrupt == "all" else needed[:1]:
+        (path / top.path / "c" / "/".join(map(str, coords))).write_bytes(b"not a chunk")
     streaming.wait_complete(30)
+    if corrupt == "all":  # nothing to take a window from: the data type's whole range
+        assert streamed.window_level == (65535.0, 32767.5)
     assert streamer.showing and streamed.window_level is not None, "shown, with a window from the chunks that came"
     assert streaming.engine.error_counts[streamed.source.id] >= 1
     streaming.close()

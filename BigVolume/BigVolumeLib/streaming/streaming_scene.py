@@ -10,7 +10,6 @@ composes what arrived. The session and the module's logic use only this.
 
 import time
 
-import numpy as np
 import vtk
 
 try:  # the chunk I/O engine loads with this module (about 15 ms), not between opening a store and its first frame
@@ -22,7 +21,7 @@ from bigvolume.streaming.cache import ChunkCache
 from bigvolume.streaming.engine import FetchEngine
 from bigvolume.streaming.slice_planner import coarsest_level_needs
 from bigvolume.streaming.sources import ChunkSource
-from bigvolume.streaming.window import window_from_chunks
+from bigvolume.streaming.window import window_from_chunks, window_of_dtype
 
 from .display import SharedDisplay
 from .slice_streamer import SliceStreamer, fit_slice_to_image
@@ -147,12 +146,8 @@ class StreamingScene:
         if not keys or any(chunk is None and not self.engine.failed(key) for key, chunk in zip(keys, chunks)):
             return False
         arrived = [chunk for chunk in chunks if chunk is not None]
-        if arrived:
-            streamed.display.set_window_level(*window_from_chunks(arrived))
-        else:
-            info = np.iinfo(source.levels[0].dtype) if source.levels[0].dtype.kind in "iu" else None
-            low, high = (info.min, info.max) if info else (0.0, 1.0)
-            streamed.display.set_window_level(float(high) - float(low), (float(high) + float(low)) / 2.0)
+        window = window_from_chunks(arrived) if arrived else window_of_dtype(source.levels[0].dtype)
+        streamed.display.set_window_level(*window)
         return True
 
     def wait_complete(self, timeout=30.0):

@@ -43,6 +43,13 @@ def window_from_chunks(chunks, low_percentile=0.5, high_percentile=99.5):
     return window_from_samples(samples, low_percentile, high_percentile)
 
 
+def window_of_dtype(dtype):
+    """(window, level) spanning a data type's whole range (integers), or 0..1: when no voxel could be read."""
+    dtype = np.dtype(dtype)
+    low, high = (np.iinfo(dtype).min, np.iinfo(dtype).max) if dtype.kind in "iu" else (0.0, 1.0)
+    return float(high) - float(low), (float(high) + float(low)) / 2.0
+
+
 def display_window(image, low_percentile=0.5, high_percentile=99.5):
     """(window, level) of the whole coarsest level."""
     coarsest = image.levels[-1]

@@ -71,6 +71,7 @@ def _volume_nodes(scene):
 def test_open_streams_reports_status_and_close_frees_everything(store):
     path, _ = store
     views = _views()
+    threads_before = set(threading.enumerate())
     session = BigVolumeSession(views.scene, cache_bytes=64 * 1024**2, workers=2)
     image = session.open(path)
     _stream_until_complete(session)
@@ -91,7 +92,7 @@ def test_open_streams_reports_status_and_close_frees_everything(store):
     session.close()
     assert _volume_nodes(views.scene) == [] and len(engine.cache) == 0 and engine.cache.nbytes == 0
     assert engine.sources == {} and engine.in_flight == 0 and session.streaming is None
-    assert not [t for t in threading.enumerate() if t.name.startswith("bigvolume-")]  # no reader thread is left
+    assert set(threading.enumerate()) <= threads_before  # no thread of the session's is left
     assert scene_state.load_reference(views.scene) is None
     assert session.status() == {"open": False} and session.status_text() == "No store open."
 

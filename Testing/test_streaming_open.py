@@ -30,7 +30,9 @@ def image(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def source(image):
-    return ChunkSource(image, reader=ZarrChunkReader(image))
+    source = ChunkSource(image, reader=ZarrChunkReader(image))
+    yield source
+    source.close()
 
 
 def _xy_to_ras(image, level, width, height, oblique=False):
@@ -204,6 +206,7 @@ def test_fetch_engine_reserves_room_for_a_batch_before_reading_it(image):
     assert engine.wait_idle(10)
     assert seen and all(cached + reserved <= 20 * chunk_bytes for cached, reserved in seen)
     assert engine.cache.reserved_bytes == 0 and engine.cache.nbytes <= 20 * chunk_bytes
+    engine.close()
 
 
 @pytest.mark.parametrize("size", [1, 2, 7, 1000, 262144])

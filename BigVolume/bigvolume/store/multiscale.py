@@ -131,6 +131,7 @@ class MultiscaleImage:
         self.zarr_format = self.group.metadata.zarr_format
         self.name = self.meta.name
         self.warnings = []
+        self.t, self.c = t, c
         self._index = self._select(t, c, arrays[0].shape)
         self.frame = self._axis_frame()
         self.levels = tuple(self._make_level(i, ds, arr) for i, (ds, arr) in enumerate(zip(self.meta.datasets, arrays)))

@@ -140,9 +140,7 @@ class LevelWriter:
     def _write_cell(self, z0, parts, y0, x0, pool=None):
         # The cell stays a list of views: each chunk is joined on its own (a slab is never copied whole).
         cell = _Parts([p[:, y0:y0 + self.grid[1], x0:x0 + self.grid[2]] for p in parts])
-        key = (z0 // self.grid[0], y0 // self.grid[1], x0 // self.grid[2])
-        path = os.path.join(self.array_dir, *self.prefix, self.separator.join(map(str, key))) if self.separator != "/" \
-            else os.path.join(self.array_dir, *self.prefix, *map(str, key))
+        path = self.unit_path((z0 // self.grid[0], y0 // self.grid[1], x0 // self.grid[2]))
         payload = self._encode_shard(cell, pool) if self.inner else self._encode_chunk(cell)
         if payload is None:  # all fill value: nothing is stored, and nothing stale may remain
             try:
@@ -155,6 +153,12 @@ class LevelWriter:
             os.makedirs(folder, exist_ok=True)
             self._made_dirs.add(folder)
         write_file(path, payload)
+
+    def unit_path(self, key):
+        """File of the storage unit (shard, or chunk when unsharded) at grid position `key` (z, y, x)."""
+        if self.separator != "/":
+            return os.path.join(self.array_dir, *self.prefix, self.separator.join(map(str, key)))
+        return os.path.join(self.array_dir, *self.prefix, *map(str, key))
 
     def _encode_chunk(self, cell):
         block = self._padded(cell.block(0, cell.depth, slice(None), slice(None)), self.grid)

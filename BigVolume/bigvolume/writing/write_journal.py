@@ -14,6 +14,7 @@ import json
 import os
 
 from ..errors import StoreError
+from .atomic import write_atomically
 
 JOURNAL_NAME = "bigvolume-journal.json"
 
@@ -46,17 +47,7 @@ class Journal:
 
     def save(self):
         data = {"plan": self.plan, "done": {str(k): sorted(v) for k, v in sorted(self.done.items())}, "extra": self.extra}
-        temporary = f"{self.path}.{os.getpid()}.tmp"
-        try:
-            with open(temporary, "w") as handle:
-                json.dump(data, handle, indent=1)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, self.path)
-        except BaseException:
-            if os.path.exists(temporary):
-                os.remove(temporary)
-            raise
+        write_atomically(self.path, json.dumps(data, indent=1).encode())
 
     def remove(self):
         try:

@@ -1,0 +1,50 @@
+"""Files that are replaced whole or not at all: write a temporary file beside the target, fsync, rename.
+
+A reader (another thread, another process, or this one after a crash) sees
+either the old file or the new one, never a torn one: `os.replace` is atomic
+within a file system. `durable` also fsyncs the data before the rename, so the
+new file survives a power cut once the call returns; the folder's entry is
+made durable by `fsync_dir` (one call per folder after a batch of renames).
+"""
+
+import os
+import threading
+
+_serial = iter(range(1 << 62))
+_serial_lock = threading.Lock()
+
+
+def _temporary_name(path):
+    with _serial_lock:
+        n = next(_serial)
+    return f"{path}.{os.getpid()}.{threading.get_ident()}.{n}.tmp"
+
+
+def write_atomically(path, data, durable=True):
+    """Replace `path` by `data` (bytes, or a list of bytes written one after another)."""
+    temporary = _temporary_name(path)
+    try:
+        with open(temporary, "wb") as handle:
+            if isinstance(data, (list, tuple)):
+                handle.writelines(data)
+            else:
+                handle.write(data)
+            if durable:
+                handle.flush()
+                os.fdatasync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.remove(temporary)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def fsync_dir(folder):
+    """Make renames and removals in `folder` durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -13,14 +13,15 @@ from ..writing.downsample import mode_halve
 from .operations import intersect
 
 
-def edit(op, old, region, intensities=None):
-    """New labels of a block from its old labels and the operation's region there (Slicer's masking applied)."""
+def edit(op, old, region, intensities=None, domain=None):
+    """New labels of a block from its old labels and the operation's region there (Slicer's masking applied);
+    for mode "set", `domain` is where the segment is replaced (op.domain)."""
     allowed = region & op.masking.editable(old, intensities)
     if op.mode == "erase":
         return np.where(allowed & (old == op.value), 0, old).astype(old.dtype, copy=False)
     new = np.where(allowed & op.masking.overwritable(old, op.value), op.value, old).astype(old.dtype, copy=False)
     if op.mode == "set":
-        outside = ~region & op.masking.editable(old, intensities) & (old == op.value)
+        outside = ~region & domain & op.masking.editable(old, intensities) & (old == op.value)
         new[outside] = 0
     return new
 
@@ -55,7 +56,8 @@ class Rasteriser:
         else:
             region = op.region(level, inter, intensities)
         out = labels.copy()
-        out[local(inter, box)] = edit(op, old, region, intensities)
+        domain = op.domain(level, inter) if op.mode == "set" else None
+        out[local(inter, box)] = edit(op, old, region, intensities, domain)
         return out
 
     def forget(self, key):

@@ -163,6 +163,10 @@ class Operation:
         """Boolean (z, y, x) array over `box`: the voxels the operation covers."""
         raise NotImplementedError
 
+    def domain(self, level, box):
+        """For mode "set": the voxels of `box` where the segment is replaced (outside, it is left alone)."""
+        return np.ones([b - a for a, b in box], dtype=bool)
+
     def to_json(self):
         data = asdict(self)
         data["kind"] = self.kind
@@ -282,12 +286,15 @@ class Threshold(Operation):
         return ras_bounds_to_box(level, *self.ras_bounds(), margin=0)
 
     def region(self, level, box, intensities=None, labels=None):
-        inside = (intensities >= self.low) & (intensities <= self.high)
-        if self.box_ras is not None:  # exactly the voxel centres inside the box, as for every other region
-            c = voxel_centres_ras(level, box)
-            low, high = self.ras_bounds()
-            inside &= np.all((c >= np.minimum(low, high)) & (c <= np.maximum(low, high)), axis=-1)
-        return inside
+        return (intensities >= self.low) & (intensities <= self.high) & self.domain(level, box)
+
+    def domain(self, level, box):
+        """The voxel centres inside `box_ras` (everywhere without one)."""
+        if self.box_ras is None:
+            return np.ones([b - a for a, b in box], dtype=bool)
+        c = voxel_centres_ras(level, box)
+        low, high = self.ras_bounds()
+        return np.all((c >= np.minimum(low, high)) & (c <= np.maximum(low, high)), axis=-1)
 
 
 @dataclass(frozen=True)
@@ -407,8 +414,14 @@ class Mask(Operation):
             return intersect(self.box, whole_box(level))
         return ras_bounds_to_box(level, *self.ras_bounds(), margin=0)
 
+    def _mask_index(self, level, box):
+        """For each voxel of `box`: the index into the mask its centre falls in, and whether it is inside it."""
+        to_ijk = np.linalg.inv(np.asarray(self.ijk_to_ras))
+        ijk = voxel_centres_ras(level, box) @ to_ijk[:3, :3].T + to_ijk[:3, 3]
+        index = np.floor(ijk[..., ::-1] + 0.5).astype(int) - [a for a, _ in self.box]
+        return index, np.all((index >= 0) & (index < [b - a for a, b in self.box]), axis=-1)
+
     def region(self, level, box, intensities=None, labels=None):
-        shape = np.array([b - a for a, b in self.box])
         if self._same_grid(level):
             out = np.zeros([b - a for a, b in box], dtype=bool)
             inter = intersect(box, self.box)
@@ -416,13 +429,14 @@ class Mask(Operation):
                 out[tuple(slice(a - o, b - o) for (a, b), (o, _) in zip(inter, box))] = \
                     self.array()[tuple(slice(a - o, b - o) for (a, b), (o, _) in zip(inter, self.box))]
             return out
-        to_ijk = np.linalg.inv(np.asarray(self.ijk_to_ras))
-        ijk = voxel_centres_ras(level, box) @ to_ijk[:3, :3].T + to_ijk[:3, 3]
-        index = np.floor(ijk[..., ::-1] + 0.5).astype(int) - [a for a, _ in self.box]
-        inside = np.all((index >= 0) & (index < shape), axis=-1)
+        index, inside = self._mask_index(level, box)
         out = np.zeros(inside.shape, dtype=bool)
         out[inside] = self.array()[tuple(index[inside].T)]
         return out
+
+    def domain(self, level, box):
+        """The voxels whose centre falls inside the mask's box."""
+        return self._mask_index(level, box)[1]
 
     def to_json(self):
         data = super().to_json()

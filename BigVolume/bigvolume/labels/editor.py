@@ -54,6 +54,10 @@ class WriterBehind(BigVolumeError):
     """The background writer is too far behind to accept another edit now."""
 
 
+class _Stopped(Exception):
+    """close(wait=False) stopped the writer inside an operation; the journal still holds it."""
+
+
 @dataclass
 class _Task:
     tid: int
@@ -86,6 +90,8 @@ class LabelEditor:
         self._listeners = []
         self._rasteriser = Rasteriser(self.store.read_box, self._read_image)
         self._closing = False
+        self._stop_now = threading.Event()
+        self.progress = (0, 0)  # level-0 chunks done and total of the operation being written
         self.error = None
         self.written_voxels, self.written_seconds = 0, 0.0
         self._next = 1
@@ -298,6 +304,8 @@ class LabelEditor:
                 task.state = "started"
             try:
                 self._execute(task)
+            except _Stopped:
+                return
             except BaseException as error:  # kept for status and wait(); the task stays journaled
                 with self._cond:
                     task.state = "queued"
@@ -357,7 +365,12 @@ class LabelEditor:
                 self._trim_undo()
         changed = []
 
+        self.progress = (0, len(coords_list))
+
         def one(coords):
+            if self._stop_now.is_set():
+                raise _Stopped
+            self.progress = (self.progress[0] + 1, len(coords_list))
             cbox = lvl.chunk_box(coords)
             old = self.store.read_chunk(0, coords)
             new = self._rasteriser.apply(task.op, lvl, cbox, old, key=("write", task.tid))
@@ -420,7 +433,8 @@ class LabelEditor:
             return {"pending": len(self._queue), "pending_voxels": pending_voxels,
                     "voxels_per_second": rate, "behind_seconds": pending_voxels / rate if rate else None,
                     "undo_steps": len(self._undo), "redo_steps": len(self._redo),
-                    "error": None if self.error is None else str(self.error), "replayed": self.replayed}
+                    "error": None if self.error is None else str(self.error), "replayed": self.replayed,
+                    "chunks_done": self.progress[0], "chunks_total": self.progress[1]}
 
     def describe_backlog(self):
         s = self.status()
@@ -429,10 +443,11 @@ class LabelEditor:
 
     def close(self, wait=True):
         """Stop the writer: with `wait`, after writing everything queued (then the journal is compacted);
-        without, after the current operation (the rest stays journaled and is replayed on the next open)."""
+        without, at the next chunk (what is unfinished stays journaled and is completed on the next open)."""
         with self._cond:
             self._closing = True
             if not wait:
+                self._stop_now.set()
                 self._queue = deque(t for t in self._queue if t.state == "started")
             self._cond.notify_all()
         if self._thread.ident is not None:

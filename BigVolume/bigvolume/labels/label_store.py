@@ -27,7 +27,7 @@ import os
 import numpy as np
 import zarr
 
-from ..errors import CorruptChunkError, MetadataError, StoreError
+from ..errors import BigVolumeError, CorruptChunkError, MetadataError, StoreError
 from ..store.multiscale import MultiscaleImage, open_group
 from ..store.ngff import NAMESPACE, multiscales_attrs
 from ..writing.atomic import fsync_dir, write_atomically
@@ -216,7 +216,7 @@ class LabelStore:
         for s in self.segments:
             if key in (s.value, s.id, s.name):
                 return s
-        raise KeyError(f"{self.path}: no segment {key!r} (segments: {', '.join(s.name for s in self.segments) or 'none'})")
+        raise BigVolumeError(f"{self.path}: no segment {key!r} (segments: {', '.join(s.name for s in self.segments) or 'none'})")
 
     # -- chunks ----------------------------------------------------------------------------------------------
     def chunk_path(self, level, coords):

@@ -399,6 +399,10 @@ def build_parser():
     validate.add_argument("--deep", action="store_true", help="also decode every stored chunk")
     validate.add_argument("--json", action="store_true")
     validate.set_defaults(func=_cmd_validate)
+
+    from .labels_cli import add_parser as add_labels_parser
+
+    add_labels_parser(sub)
     return parser
 
 

@@ -1,0 +1,185 @@
+"""`bigvolume labels ...`: label pyramids from the command line (create, import, export, statistics,
+threshold, replay, undo, status)."""
+
+import json
+import sys
+import time
+
+from ..errors import BigVolumeError
+
+
+def _open(args):
+    from ..labels.label_store import open_labels
+    from ..store.multiscale import open_image
+
+    image = open_image(args.image)
+    return image, open_labels(image, args.name, store=args.store)
+
+
+def _run_writer(editor, label, quiet=False):
+    """Wait for the writer with a progress bar of the current operation's level-0 chunks; Ctrl-C stops it with
+    everything journaled (the next open completes it)."""
+    from .progress import ProgressBar
+
+    bar = None if quiet else ProgressBar(label, out=sys.stderr)
+    try:
+        while not editor.wait(timeout=0.5):
+            done, total = editor.progress
+            if bar and total:
+                bar(done, total)
+    except KeyboardInterrupt:
+        editor.close(wait=False)
+        raise BigVolumeError("interrupted: the unfinished edit is kept in the labels' journal; "
+                             "`bigvolume labels replay` (or opening the labels anywhere) completes it") from None
+    if bar and editor.progress[1]:
+        bar(*editor.progress)
+
+
+def _cmd_list(args):
+    from ..labels.label_store import label_names
+
+    for name in label_names(args.store or args.image):
+        print(name)
+    return 0
+
+
+def _cmd_create(args):
+    from ..labels.label_store import create_labels
+    from ..labels.segments import new_segment
+    from ..store.multiscale import open_image
+
+    segments = []
+    for name in args.segment or []:
+        segments.append(new_segment(segments, name=name))
+    store = create_labels(open_image(args.image), args.name, store=args.store, segments=segments,
+                          max_segments=args.max_segments, overwrite=args.overwrite)
+    print(f"created {store.path}: {len(store.levels)} levels, {store.dtype}, segments: "
+          f"{', '.join(f'{s.value}={s.name}' for s in store.segments) or 'none'}")
+    return 0
+
+
+def _cmd_import(args):
+    from ..labels.seg_nrrd import import_labels
+    from ..store.multiscale import open_image
+
+    store = import_labels(open_image(args.image), args.name, args.file, store=args.store, overwrite=args.overwrite)
+    print(f"imported {args.file} into {store.path}: segments "
+          f"{', '.join(f'{s.value}={s.name}' for s in store.segments) or 'none'}")
+    return 0
+
+
+def _cmd_export(args):
+    from ..labels.editor import LabelEditor
+    from ..labels.seg_nrrd import export_labels
+
+    _, store = _open(args)
+    with LabelEditor(store) as editor:  # completes unfinished edits first, and reads through them
+        _run_writer(editor, "finishing edits", quiet=args.quiet)
+        result = export_labels(editor, args.output, level=args.level)
+    print(f"wrote {result}")
+    return 0
+
+
+def _cmd_stats(args):
+    from ..labels.editor import LabelEditor
+    from ..labels.statistics import format_table, segment_statistics
+
+    _, store = _open(args)
+    with LabelEditor(store) as editor:
+        _run_writer(editor, "finishing edits", quiet=True)
+        stats = segment_statistics(editor, level=args.level)
+    if args.json:
+        json.dump([s if isinstance(s, dict) else s.__dict__ for s in stats], sys.stdout, indent=2, default=str)
+        print()
+    else:
+        print(format_table(stats))
+    return 0
+
+
+def _cmd_threshold(args):
+    from ..labels.editor import LabelEditor
+    from ..labels.operations import Threshold
+
+    _, store = _open(args)
+    segment = store.segment(int(args.segment) if args.segment.isdigit() else args.segment)
+    start = time.perf_counter()
+    with LabelEditor(store) as editor:
+        _run_writer(editor, "finishing earlier edits", quiet=args.quiet)
+        editor.submit(Threshold(segment.value, low=args.range[0], high=args.range[1]))
+        _run_writer(editor, f"threshold into {segment.name}", quiet=args.quiet)
+    voxels = 1
+    for n in store.levels[0].volume_shape:
+        voxels *= n
+    seconds = time.perf_counter() - start
+    print(f"threshold {args.range[0]:g}..{args.range[1]:g} written into segment {segment.name!r} at every level "
+          f"in {seconds:.1f} s ({voxels / max(seconds, 1e-9) / 1e6:.1f} M voxels/s)")
+    return 0
+
+
+def _cmd_replay(args):
+    from ..labels.editor import LabelEditor
+
+    _, store = _open(args)
+    with LabelEditor(store) as editor:
+        print(f"{editor.replayed} unfinished operation(s) to complete")
+        _run_writer(editor, "replaying", quiet=args.quiet)
+    return 0
+
+
+def _cmd_undo(args):
+    from ..labels.editor import LabelEditor
+
+    _, store = _open(args)
+    with LabelEditor(store) as editor:
+        _run_writer(editor, "finishing edits", quiet=True)
+        seq = editor.undo()
+    print("nothing to undo" if seq is None else f"undid operation {seq}")
+    return 0 if seq is not None else 1
+
+
+def _cmd_status(args):
+    from ..labels.editor import LabelEditor
+
+    _, store = _open(args)
+    editor = LabelEditor(store, start=False)  # reads the journal; writes nothing
+    status = editor.status()
+    editor.journal.close()
+    print(f"{store.path}: {len(store.segments)} segments, {len(store.levels)} levels, {store.dtype}; "
+          f"{status['pending']} unfinished operation(s), {status['undo_steps']} undo and {status['redo_steps']} redo steps")
+    return 0
+
+
+def add_parser(sub):
+    labels = sub.add_parser("labels", help="label pyramids beside an image: create, import, export, statistics, edit")
+    commands = labels.add_subparsers(dest="labels_command", required=True)
+
+    def command(name, func, help, named=True):
+        p = commands.add_parser(name, help=help)
+        p.add_argument("image", help="the OME-Zarr image the labels belong to")
+        if named:
+            p.add_argument("name", help="the label pyramid's name (labels/<name>)")
+        p.add_argument("--store", help="a separate local OME-Zarr holding the labels (for a read-only or remote image)")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.set_defaults(func=func)
+        return p
+
+    command("list", _cmd_list, "names of the image's label pyramids", named=False)
+    create = command("create", _cmd_create, "create an empty label pyramid on the image's grid")
+    create.add_argument("--segment", action="append", metavar="NAME", help="add a segment (repeat for more)")
+    create.add_argument("--max-segments", type=int, default=255, help="chooses the label type (default 255: uint8)")
+    create.add_argument("--overwrite", action="store_true", help="replace labels of that name")
+    imp = command("import", _cmd_import, "import a labelmap .nrrd or Slicer .seg.nrrd onto the image's grid")
+    imp.add_argument("file")
+    imp.add_argument("--overwrite", action="store_true", help="replace labels of that name")
+    export = command("export", _cmd_export, "export a level as .seg.nrrd (segments kept) or a labelmap .nrrd")
+    export.add_argument("output")
+    export.add_argument("--level", type=int, default=0, help="pyramid level (default 0: full resolution)")
+    stats = command("stats", _cmd_stats, "per-segment voxel count, volume, bounding box and image intensities")
+    stats.add_argument("--level", type=int, default=0, help="pyramid level (default 0: full resolution)")
+    stats.add_argument("--json", action="store_true")
+    threshold = command("threshold", _cmd_threshold, "set a segment to an intensity range over the whole image")
+    threshold.add_argument("--segment", required=True, help="segment name, ID or label value")
+    threshold.add_argument("--range", type=float, nargs=2, required=True, metavar=("LOW", "HIGH"))
+    command("replay", _cmd_replay, "complete edits that an interrupted session left unfinished")
+    command("undo", _cmd_undo, "undo the latest edit")
+    command("status", _cmd_status, "segments, unfinished edits, undo and redo steps")

@@ -1,0 +1,27 @@
+"""`bigvolume labels`: create, threshold, status, undo, list, through the command line's own entry point."""
+
+import numpy as np
+
+from bigvolume.labels.label_store import open_labels
+from bigvolume.tools.cli import main
+from test_labels_editing import make_image
+
+
+def test_create_threshold_status_and_undo(tmp_path, capsys):
+    image, volume = make_image(tmp_path / "img.ome.zarr")
+    path = str(tmp_path / "img.ome.zarr")
+    assert main(["labels", "create", path, "seg", "--segment", "pores", "--segment", "grains"]) == 0
+    assert "1=pores, 2=grains" in capsys.readouterr().out
+    assert main(["labels", "threshold", path, "seg", "--segment", "grains", "--range", "300", "800", "--quiet"]) == 0
+    assert "written into segment 'grains' at every level" in capsys.readouterr().out
+    store = open_labels(image, "seg")
+    assert np.array_equal(store.read_box(0, tuple((0, n) for n in volume.shape)) == 2, (volume >= 300) & (volume <= 800))
+    assert main(["labels", "status", path, "seg"]) == 0
+    assert "0 unfinished operation(s), 1 undo and 0 redo steps" in capsys.readouterr().out
+    assert main(["labels", "undo", path, "seg"]) == 0
+    assert not store.read_box(0, tuple((0, n) for n in volume.shape)).any()
+    assert main(["labels", "undo", path, "seg"]) == 1
+    assert main(["labels", "list", path]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "seg"
+    assert main(["labels", "threshold", path, "seg", "--segment", "nope", "--range", "0", "1"]) == 2
+    assert "no segment 'nope'" in capsys.readouterr().err

@@ -51,6 +51,8 @@ class FetchEngine:
         self.error_count = 0
         self.error_counts = {}  # source id -> chunks of it that could not be read
         self._generations = {}  # source id -> steps in which its chunks arrived
+        self._changed = deque()  # (source id, {level: [coords]}) from any thread: chunks whose content changed
+        self._stale = set()  # keys whose read started before their content changed: its result is dropped
         self.chunks_read = 0
         self.bytes_read = 0
         self.seconds_reading = 0.0  # wall time with reads in flight
@@ -104,6 +106,23 @@ class FetchEngine:
     def concurrency(self):
         return self.workers * CHUNKS_IN_FLIGHT_PER_WORKER
 
+    def chunks_changed(self, source_id, touched):
+        """The content of chunks changed (a label edit): `touched` is {level: [coords]}. Safe from any thread;
+        the next step drops them from the cache and the views that show them compose and ask again."""
+        self._changed.append((source_id, touched))
+
+    def _apply_changes(self):
+        while self._changed:
+            source_id, touched = self._changed.popleft()
+            keys = {(source_id, level, tuple(c)) for level, coords in touched.items() for c in coords}
+            if not keys:
+                continue
+            self._stale.update(keys & self._in_flight)
+            self.cache.discard(lambda key: key in keys)
+            for key in keys:
+                self._failed.pop(key, None)
+            self._generations[source_id] = self._generations.get(source_id, 0) + 1
+
     # -- requests ------------------------------------------------------------------------------
     def submit(self, requester, needs):
         """Replace what `requester` wants: needs [(tier, level, distance, key), ...], key from ChunkSource.key."""
@@ -127,6 +146,7 @@ class FetchEngine:
     # -- the work ------------------------------------------------------------------------------
     def step(self):
         """Collect finished reads, read NOW requests here, start the best others; returns the chunks that arrived."""
+        self._apply_changes()
         arrived = self._collect()
         now = self._take(lambda priority: priority[0] == NOW)
         if now:
@@ -224,6 +244,9 @@ class FetchEngine:
                 key = source.key(level, c)
                 self._in_flight.discard(key)
                 data = results.get(c)
+                if key in self._stale:  # read before its content changed: asked for again by the views
+                    self._stale.discard(key)
+                    continue
                 if isinstance(data, BaseException) or data is None:
                     self._fail(key, data if data is not None else KeyError(f"chunk {c} missing from the read"))
                     continue

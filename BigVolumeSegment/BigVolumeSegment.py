@@ -76,7 +76,7 @@ class BigVolumeSegmentLogic(ScriptedLoadableModuleLogic):
 
     def labelNames(self, location):
         """Names of the OME-NGFF label images stored beside the image at `location`."""
-        from bigvolume.store.labels import label_names
+        from bigvolume.labels.label_store import label_names
 
         return label_names(location)
 

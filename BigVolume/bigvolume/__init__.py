@@ -8,6 +8,7 @@ Subpackages, by what the code does:
   streaming/  sources, readers, the fetch engine, ordering policy and cache; slice planning and composition
   writing/    the pyramid writer: downsampling, cascade, shard writer, write journal, execution
   ingest/     readers of what users have (TIFF, raw, NRRD, MetaImage, NIfTI, DICOM, OME-Zarr)
+  labels/     label pyramids: segments, operations, the edit journal, the background writer, undo
   tools/      command line, conversion, background conversion, demo and sample
 """
 

@@ -3,6 +3,6 @@
 NGFF metadata (`ngff`), the multiscale image with its levels and their chunk
 grids (`multiscale`), geometry and units (voxel index to RAS millimetres,
 exactly as ITK and Slicer place voxels), validation, recognising a store from
-a dropped path (`locate`), label groups, and which voxels a physical region
+a dropped path (`locate`), and which voxels a physical region
 covers (`region`). Nothing here reads chunks for a view or writes a store.
 """

@@ -62,9 +62,10 @@ def _cmd_import(args):
     from ..labels.seg_nrrd import import_labels
     from ..store.multiscale import open_image
 
-    store = import_labels(open_image(args.image), args.name, args.file, store=args.store, overwrite=args.overwrite)
-    print(f"imported {args.file} into {store.path}: segments "
-          f"{', '.join(f'{s.value}={s.name}' for s in store.segments) or 'none'}")
+    result = import_labels(open_image(args.image), args.name, args.file, store=args.store, overwrite=args.overwrite)
+    how = "copied voxel for voxel" if result.exact else "resampled (nearest neighbour)"
+    print(f"imported {args.file} into {result.store.path}, {how}, {result.chunks_written} chunks; segments "
+          f"{', '.join(f'{s.value}={s.name}' for s in result.segments) or 'none'}")
     return 0
 
 
@@ -76,7 +77,9 @@ def _cmd_export(args):
     with LabelEditor(store) as editor:  # completes unfinished edits first, and reads through them
         _run_writer(editor, "finishing edits", quiet=args.quiet)
         result = export_labels(editor, args.output, level=args.level)
-    print(f"wrote {result}")
+    z, y, x = result.shape
+    print(f"wrote {result.path}: level {args.level}, {x} x {y} x {z} voxels, {result.bytes:,} bytes, "
+          f"{len(result.segments)} segments")
     return 0
 
 

@@ -295,3 +295,14 @@ def test_levels_that_disagree_with_the_image_are_refused(tmp_path):
     with pytest.raises(MetadataError, match="does not lie on image level 1"):
         open_labels(image, "seg")
     assert store.levels  # the first store object was opened before the damage
+
+
+def test_segments_can_be_renamed_and_recoloured(tmp_path):
+    image, _ = make_image(tmp_path / "img.ome.zarr")
+    store = create_labels(image, "seg", segments=[Segment(1, "a")])
+    store.set_segments([Segment(1, "bone", color=(1.0, 0.0, 0.0)), Segment(2, "pore")])
+    assert [(s.name, s.color) for s in open_labels(image, "seg").segments] == [("bone", (1.0, 0.0, 0.0)), ("pore", store.segments[1].color)]
+    editor = LabelEditor(store, durable=False, start=False)
+    editor.submit(Threshold(1, low=0, high=10))
+    with pytest.raises(BigVolumeError, match="not running"):
+        editor.wait()

@@ -418,8 +418,8 @@ class LabelEditor:
         with self._cond:
             while self._queue:
                 self._raise_error()
-                if not self._thread.is_alive() and self._thread.ident is not None:
-                    raise BigVolumeError(f"{self.store.name}: the writer is not running")
+                if not self._thread.is_alive():
+                    raise BigVolumeError(f"{self.store.name}: the writer is not running (not started, or closed)")
                 if deadline is not None and time.monotonic() >= deadline:
                     return False
                 self._cond.wait(0.05 if deadline is None else min(0.05, max(0.0, deadline - time.monotonic())))

@@ -208,7 +208,8 @@ class LabelStore:
             attrs["ome"]["image-label"] = meta
         else:
             attrs["image-label"] = meta
-        self.pyramid.group.attrs.put(attrs)
+        zarr.open_group(self.path, mode="r+").attrs.put(attrs)  # the pyramid's own handle is read-only
+        self.pyramid = MultiscaleImage(self.path)
         self.segments = segments
 
     def segment(self, key):

@@ -99,7 +99,8 @@ def _content(shape, origin, seed=1):
             f = f * np.sin(a * np.float32(fa[i][0]) + np.float32(fa[i][1]))[tuple(sl)]
             g = g * np.cos(a * np.float32(ga[i][0]) + np.float32(ga[i][1]))[tuple(sl)]
         for k in range(z1 - z0):
-            g[k] += np.random.default_rng((seed, origin[0] + z0 + k)).standard_normal(g.shape[1:], dtype=np.float32) * 0.1
+            noise = np.random.default_rng((seed, origin[0] + z0 + k)).standard_normal(g.shape[1:], dtype=np.float32)
+            g[k] += noise * np.float32(0.1)
         slab = out[z0:z1]
         slab[f > 0.25] = 1
         slab[g > 0.45] = 2
@@ -192,8 +193,9 @@ class Sharded:
         self.folder = os.path.join(root, "0")
         shutil.rmtree(root, ignore_errors=True)
         group = zarr.open_group(root, mode="w", zarr_format=3)
-        self.array = group.create_array("0", shape=level.volume_shape, chunks=self.inner, shards=self.unit, dtype="uint8",
-                                        compressors=[default_compressor(3)], fill_value=0, dimension_names=["z", "y", "x"])
+        self.array = group.create_array("0", shape=level.volume_shape, chunks=self.inner, shards=self.unit,
+                                        dtype="uint8", compressors=[default_compressor(3)], fill_value=0,
+                                        dimension_names=["z", "y", "x"])
         self.writer = LevelWriter(self.folder)  # parses the sharding codec: codec, inner chunk shape, file paths
         assert self.writer.inner == self.inner and tuple(self.writer.grid) == self.unit, "unexpected shard layout"
         self.codec = self.writer.codec
@@ -450,7 +452,8 @@ def main():
             files, nbytes = _dir_stats(layout.folder)
             setup[layout.name] = {"seconds": time.perf_counter() - t0, "files": files, "mb": nbytes / 1e6,
                                   "mean_file_kb": nbytes / max(files, 1) / 1e3}
-            print(f"  {layout.name}: {files} files, {nbytes / 1e6:.1f} MB (mean file {nbytes / max(files, 1) / 1e3:.1f} KB), "
+            print(f"  {layout.name}: {files} files, {nbytes / 1e6:.1f} MB "
+                  f"(mean file {nbytes / max(files, 1) / 1e3:.1f} KB), "
                   f"written in {setup[layout.name]['seconds']:.1f} s", flush=True)
         del content
 
@@ -517,7 +520,8 @@ def main():
 
         results = {}
         for layout in layouts:
-            entry = {"storage_unit_zyx": list(layout.unit), "inner_chunk_zyx": list(getattr(layout, "inner", layout.unit)),
+            entry = {"storage_unit_zyx": list(layout.unit),
+                     "inner_chunk_zyx": list(getattr(layout, "inner", layout.unit)),
                      "sharded": layout.sharded, "stored": setup[layout.name]}
             for pass_name in passes:
                 rows = strokes[layout.name][pass_name]
@@ -539,7 +543,8 @@ def main():
 
         print()
         head = (f"{'layout':<24}{'files/stroke':>13}{'KB rewritten':>14}{'KB read':>10}{'ms median':>11}{'ms p90':>9}"
-                f"{'I/O ms':>8}{'dir fsync ms':>13}{'no-fsync ms':>13}{'64^3 warm':>11}{'64^3 cold':>11}{'slice warm':>12}{'slice cold':>12}")
+                f"{'I/O ms':>8}{'dir fsync ms':>13}{'no-fsync ms':>13}{'64^3 warm':>11}{'64^3 cold':>11}"
+                f"{'slice warm':>12}{'slice cold':>12}")
         print(head)
         print("-" * len(head))
         for name, e in results.items():
@@ -550,7 +555,8 @@ def main():
                   f"{rd['box_64_warm']['median']:>11.2f}{rd['box_64_cold']['median']:>11.2f}"
                   f"{rd['slice_512_warm']['median']:>12.1f}{rd['slice_512_cold']['median']:>12.1f}")
         print("(per stroke: medians; I/O ms: thread time reading, decoding, encoding and writing files, fdatasync and "
-              "folder fsync included; dir fsync ms: the folder fsyncs after the writes, wall time; read columns: median ms)")
+              "folder fsync included; dir fsync ms: the folder fsyncs after the writes, wall time; "
+              "read columns: median ms)")
 
         write_report(args.output, "label_layout",
                      label_array={"shape_zyx": list(shape), "dtype": "uint8", "logical_gb": float(np.prod(shape)) / 1e9,

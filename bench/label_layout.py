@@ -55,13 +55,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from common import peak_rss_mb, write_report  # noqa: E402
 
+from bigvolume.writing.shardio import EMPTY, crc32c, shard_parts  # noqa: E402
+
 VOXEL_MM = 0.1
 RADIUS = 20  # voxels
 MOVE = 60  # voxels
 THREADS = 2  # LabelEditor's default chunk_threads
 UNSHARDED = {"unsharded 32^3": 32, "unsharded 64^3": 64, "unsharded 128^3": 128}
 SHARDED = {"sharded 64^3 in 1x8x8": (1, 8, 8), "sharded 64^3 in 8x8x8": (8, 8, 8)}
-_EMPTY = np.uint64(2**64 - 1)
 
 
 # -- the stores -------------------------------------------------------------------------------------------------
@@ -225,33 +226,18 @@ class Sharded:
 
     def _assemble(self, encoded):
         """Shard file parts from {position: encoded or None} over every inner position (C order)."""
-        from bigvolume.writing.shardio import _crc32c
-
-        index = np.full((*self.counts, 2), _EMPTY, dtype="<u8")
-        parts, offset = [], 0
-        for position in np.ndindex(*self.counts):
-            chunk = encoded.get(position)
-            if chunk is None:
-                continue
-            index[position] = (offset, len(chunk))
-            parts.append(chunk)
-            offset += len(chunk)
-        if not parts:
-            return None
-        index_bytes = index.tobytes()
-        return parts + [index_bytes, _crc32c(index_bytes)]
+        return shard_parts(self.counts, encoded)
 
     def _parse(self, data):
         """{position: encoded bytes} of a whole shard file's bytes (checks the index's CRC-32C)."""
-        from bigvolume.writing.shardio import _crc32c
 
         index_bytes = data[-self.index_nbytes:-4]
-        if _crc32c(index_bytes) != bytes(data[-4:]):
+        if crc32c(index_bytes) != bytes(data[-4:]):
             raise ValueError("shard index checksum does not match")
         index = np.frombuffer(index_bytes, dtype="<u8").reshape(*self.counts, 2)
         view = memoryview(data)
         return {p: view[int(index[p][0]):int(index[p][0] + index[p][1])]
-                for p in np.ndindex(*self.counts) if index[p][0] != _EMPTY}
+                for p in np.ndindex(*self.counts) if index[p][0] != EMPTY}
 
     def path(self, key):
         return self.writer.unit_path(key)
@@ -354,7 +340,7 @@ class Sharded:
                 for c in chunks:
                     position = tuple(i % k for i, k in zip(c, self.counts))
                     offset, length = index[position]
-                    if offset == _EMPTY:
+                    if offset == EMPTY:
                         continue
                     cbox = lvl.chunk_box(c)
                     block = self._decode(os.pread(fd, int(length), int(offset)), cbox)

@@ -23,24 +23,19 @@ import struct
 
 from ..errors import StoreError
 from ..writing.atomic import write_atomically
+from ..writing.shardio import crc32c
 
 MAGIC = b"BVEJ0001"
-_HEADER = struct.Struct("<II")
+_HEADER = struct.Struct("<I4s")  # payload length, CRC-32C of the payload
 
 
 class JournalError(StoreError):
     """The edit journal is damaged in a way a crash cannot explain."""
 
 
-def _crc(payload):
-    import google_crc32c
-
-    return google_crc32c.value(payload)
-
-
 def _frame(record):
     payload = json.dumps(record, separators=(",", ":")).encode()
-    return _HEADER.pack(len(payload), _crc(payload)) + payload
+    return _HEADER.pack(len(payload), crc32c(payload)) + payload
 
 
 class EditJournal:
@@ -71,7 +66,7 @@ class EditJournal:
                 start = offset + _HEADER.size
                 if start + length > end:
                     problem = "it is cut short"
-                elif _crc(data[start:start + length]) != crc:
+                elif crc32c(data[start:start + length]) != crc:
                     problem = "its checksum does not match"
                 else:
                     try:

@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 
-_EMPTY = np.uint64(2**64 - 1)
+EMPTY = np.uint64(2**64 - 1)  # index entry of a chunk that is not stored
 _SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
 
 
@@ -35,7 +35,7 @@ def write_file(path, data):
             handle.write(data)
 
 
-def _crc32c(data):
+def crc32c(data):
     import google_crc32c  # zarr's own checksum dependency
 
     return np.uint32(google_crc32c.value(bytes(data))).tobytes()
@@ -177,18 +177,26 @@ class LevelWriter:
             return None if self._is_empty(block) else self.codec.encode(block)
 
         encoded = list(pool.map(encode, positions)) if pool is not None else [encode(p) for p in positions]
-        index = np.full((*counts, 2), _EMPTY, dtype="<u8")
-        parts, offset = [], 0
-        for position, chunk in zip(positions, encoded):  # C order of the chunks, as the index is laid out
-            if chunk is None:
-                continue
-            index[position] = (offset, len(chunk))
-            parts.append(chunk)
-            offset += len(chunk)
-        if not parts:
-            return None
-        index_bytes = index.tobytes()
-        return parts + [index_bytes, _crc32c(index_bytes)]
+        return shard_parts(counts, dict(zip(positions, encoded)))
+
+
+def shard_parts(counts, encoded):
+    """The parts of a shard file, in order, from {inner chunk position: encoded bytes or None}: the chunks in C
+    order, then the index (offset, length per chunk; EMPTY for an absent one) and its CRC-32C. None if no chunk
+    is stored."""
+    index = np.full((*counts, 2), EMPTY, dtype="<u8")
+    parts, offset = [], 0
+    for position in np.ndindex(*counts):  # C order of the chunks, as the index is laid out
+        chunk = encoded.get(position)
+        if chunk is None:
+            continue
+        index[position] = (offset, len(chunk))
+        parts.append(chunk)
+        offset += len(chunk)
+    if not parts:
+        return None
+    index_bytes = index.tobytes()
+    return parts + [index_bytes, crc32c(index_bytes)]
 
 
 class _Parts:

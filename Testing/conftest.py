@@ -23,3 +23,11 @@ def ramp_volume(shape, coefficients=(3.0, 2.0, 1.0), offset=100.0, dtype=np.floa
 @pytest.fixture
 def ramp():
     return ramp_volume
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Label pyramids of 8^3 chunks: many chunks (and chunk borders) in a small test volume."""
+    from bigvolume.labels import label_store
+
+    monkeypatch.setattr(label_store, "LABEL_CHUNKS", (8, 8, 8))

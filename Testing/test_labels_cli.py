@@ -6,7 +6,7 @@ import numpy as np
 
 from bigvolume.labels.label_store import open_labels
 from bigvolume.tools.cli import main
-from test_labels_editing import make_image
+from label_helpers import make_image
 
 
 def test_create_threshold_status_and_undo(tmp_path, capsys):

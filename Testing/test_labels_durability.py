@@ -19,16 +19,11 @@ from bigvolume.labels.apply import level_factors
 from bigvolume.labels.edit_journal import EditJournal, JournalError
 from bigvolume.labels.editor import EDITS_FOLDER, LabelEditor
 from bigvolume.labels.label_store import create_labels, open_labels
-from bigvolume.labels.operations import Brush, Mask, Threshold, operation_from_json
+from bigvolume.labels.operations import Mask, Threshold, operation_from_json
 from bigvolume.labels.segments import Segment
-from test_labels_editing import make_image, stored_levels
+from label_helpers import make_image, stored_levels
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-@pytest.fixture
-def small_chunks(monkeypatch):
-    monkeypatch.setattr(label_store, "LABEL_CHUNKS", (8, 8, 8))
 
 
 def journal_operations(store):

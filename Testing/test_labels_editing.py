@@ -9,34 +9,12 @@ import pytest
 import bigvolume
 import label_oracle
 from bigvolume.errors import BigVolumeError, MetadataError, StoreError
-from bigvolume.labels import label_store
 from bigvolume.labels.apply import level_factors
 from bigvolume.labels.editor import LabelEditor, WriterBehind
 from bigvolume.labels.label_store import create_labels, label_names, open_labels
 from bigvolume.labels.operations import Brush, Fill, Mask, Masking, Polygon, Threshold, flood, operation_from_json
 from bigvolume.labels.segments import Segment
-
-SHAPE = (22, 37, 41)
-ANGLE = math.radians(30)
-DIRECTION = ((math.cos(ANGLE), -math.sin(ANGLE), 0.0), (math.sin(ANGLE), math.cos(ANGLE), 0.0), (0.0, 0.0, 1.0))
-
-
-@pytest.fixture
-def small_chunks(monkeypatch):
-    monkeypatch.setattr(label_store, "LABEL_CHUNKS", (8, 8, 8))  # many chunks in a small volume
-
-
-def make_image(path, shape=SHAPE, seed=0):
-    rng = np.random.default_rng(seed)
-    volume = (rng.random(shape) * 1000).astype(np.uint16)
-    geometry = bigvolume.VolumeGeometry(spacing=(0.4, 0.5, 0.7), origin=(3.0, -2.0, 1.0), direction=DIRECTION)
-    bigvolume.write_pyramid(volume, path, geometry, coarsest=8, chunks=(16, 16, 16))
-    return bigvolume.open_image(path), volume
-
-
-def stored_levels(store):
-    return [store.read_box(lvl.index, tuple((0, n) for n in lvl.volume_shape)) for lvl in store.levels]
-
+from label_helpers import SHAPE, make_image, stored_levels
 
 def random_op(rng, image, level_index):
     lvl = image.levels[level_index]

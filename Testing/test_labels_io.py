@@ -11,48 +11,20 @@ import SimpleITK as sitk
 import bigvolume
 from bigvolume.errors import InputError, StoreError
 from bigvolume.labels import label_store
-from bigvolume.labels.apply import level_factors, rebuild_coarser
+from bigvolume.labels.apply import level_factors
 from bigvolume.labels.editor import LabelEditor
 from bigvolume.labels.label_store import create_labels, label_names, open_labels
 from bigvolume.labels.operations import Brush
 from bigvolume.labels.seg_nrrd import export_labels, import_labels
 from bigvolume.labels.segments import DEFAULT_COLORS, Segment
 from bigvolume.writing.downsample import mode_halve
+from label_helpers import DIRECTION, GEOMETRY, blobs, fill
 
 SHAPE = (22, 37, 41)
-ANGLE = math.radians(30)
-DIRECTION = ((math.cos(ANGLE), -math.sin(ANGLE), 0.0), (math.sin(ANGLE), math.cos(ANGLE), 0.0), (0.0, 0.0, 1.0))
-GEOMETRY = bigvolume.VolumeGeometry(spacing=(0.4, 0.5, 0.7), origin=(3.0, -2.0, 1.0), direction=DIRECTION)
 FLIP = np.diag([-1.0, -1.0, 1.0])  # LPS <-> RAS
 
 
-@pytest.fixture(autouse=True)
-def small_chunks(monkeypatch):
-    monkeypatch.setattr(label_store, "LABEL_CHUNKS", (8, 8, 8))  # many chunks in a small volume
-
-
-def blobs(shape, seed=1, values=(1, 2, 3)):
-    """Deterministic label blobs: balls of several values, some overlapping chunk borders."""
-    rng = np.random.default_rng(seed)
-    z, y, x = np.indices(shape)
-    out = np.zeros(shape, dtype=np.uint8)
-    for n in range(9):
-        c = rng.random(3) * shape
-        r = rng.uniform(2, 6)
-        out[(z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2 <= r * r] = values[n % len(values)]
-    return out
-
-
-def fill(store, level0):
-    """Write a whole level-0 array chunk by chunk and rebuild the coarser levels."""
-    lvl = store.levels[0]
-    written = []
-    for coords in lvl.all_chunks():
-        data = level0[tuple(slice(a, b) for a, b in lvl.chunk_box(coords))]
-        if data.any():
-            store.write_chunk(0, coords, data)
-            written.append(coords)
-    rebuild_coarser(store, written, store.write_chunk)
+pytestmark = pytest.mark.usefixtures("small_chunks")
 
 
 def whole(store, level):

@@ -6,13 +6,12 @@ import numpy as np
 import pytest
 
 import bigvolume
-from bigvolume.labels import label_store
-from bigvolume.labels.apply import rebuild_coarser
 from bigvolume.labels.editor import LabelEditor
 from bigvolume.labels.label_store import create_labels
 from bigvolume.labels.operations import Brush
 from bigvolume.labels.segments import Segment
 from bigvolume.labels.statistics import format_table, segment_statistics
+from label_helpers import blobs, fill
 
 SHAPE = (22, 37, 41)
 ANGLE = math.radians(25)
@@ -20,31 +19,7 @@ DIRECTION = ((math.cos(ANGLE), 0.0, math.sin(ANGLE)), (0.0, 1.0, 0.0), (-math.si
 GEOMETRY = bigvolume.VolumeGeometry(spacing=(0.4, 0.5, 0.7), origin=(3.0, -2.0, 1.0), direction=DIRECTION)
 
 
-@pytest.fixture(autouse=True)
-def small_chunks(monkeypatch):
-    monkeypatch.setattr(label_store, "LABEL_CHUNKS", (8, 8, 8))  # many chunks, so merging across chunks matters
-
-
-def blobs(shape, seed=1, values=(1, 2, 3)):
-    rng = np.random.default_rng(seed)
-    z, y, x = np.indices(shape)
-    out = np.zeros(shape, dtype=np.uint8)
-    for n in range(9):
-        c = rng.random(3) * shape
-        r = rng.uniform(2, 6)
-        out[(z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2 <= r * r] = values[n % len(values)]
-    return out
-
-
-def fill(store, level0):
-    lvl = store.levels[0]
-    written = []
-    for coords in lvl.all_chunks():
-        data = level0[tuple(slice(a, b) for a, b in lvl.chunk_box(coords))]
-        if data.any():
-            store.write_chunk(0, coords, data)
-            written.append(coords)
-    rebuild_coarser(store, written, store.write_chunk)
+pytestmark = pytest.mark.usefixtures("small_chunks")
 
 
 def whole(reader, level, levels):

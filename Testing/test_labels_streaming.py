@@ -9,7 +9,7 @@ from bigvolume.labels.operations import Threshold
 from bigvolume.labels.segments import Segment
 from bigvolume.streaming.engine import FetchEngine
 from bigvolume.streaming.ordering import VISIBLE
-from test_labels_editing import make_image
+from label_helpers import make_image
 
 
 def fetch_all(engine, source, level):

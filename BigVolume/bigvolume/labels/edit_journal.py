@@ -58,25 +58,25 @@ class EditJournal:
                                "it was left as it is")
         offset, end = len(MAGIC), len(data)
         while offset < end:
+            complete_header = end - offset >= _HEADER.size
+            length, crc = _HEADER.unpack_from(data, offset) if complete_header else (end, b"")
+            start = offset + _HEADER.size
             problem = None
-            if end - offset < _HEADER.size:
+            if not complete_header:
                 problem = "its header is cut short"
+            elif start + length > end:
+                problem = "it is cut short"
+            elif crc32c(data[start:start + length]) != crc:
+                problem = "its checksum does not match"
             else:
-                length, crc = _HEADER.unpack_from(data, offset)
-                start = offset + _HEADER.size
-                if start + length > end:
-                    problem = "it is cut short"
-                elif crc32c(data[start:start + length]) != crc:
-                    problem = "its checksum does not match"
-                else:
-                    try:
-                        self.records.append(json.loads(data[start:start + length]))
-                    except ValueError as error:
-                        problem = f"it is not JSON ({error})"
+                try:
+                    self.records.append(json.loads(data[start:start + length]))
+                except ValueError as error:
+                    problem = f"it is not JSON ({error})"
             if problem is None:
                 offset = start + length
                 continue
-            if self._is_last(data, offset, problem):
+            if start + length >= end:  # nothing follows it: the write a crash cut short
                 self.repaired = f"an unfinished record at byte {offset} ({problem}) was cut off: it was never acknowledged"
                 with open(self.path, "r+b") as handle:
                     handle.truncate(offset)
@@ -85,14 +85,6 @@ class EditJournal:
             raise JournalError(f"{self.path}: the record at byte {offset} is damaged ({problem}) and records follow it; "
                                "the journal was left as it is. Edits up to that record are on disk; move the journal "
                                "aside to open the labels without replaying what follows it")
-
-    @staticmethod
-    def _is_last(data, offset, problem):
-        """Whether a bad record at `offset` can be the last, torn write: nothing decodable follows it."""
-        if "cut short" in problem:
-            return True
-        length, _ = _HEADER.unpack_from(data, offset)
-        return offset + _HEADER.size + length >= len(data)
 
     def append(self, record, sync=None):
         """Append one record; with durability it is on disk when this returns."""

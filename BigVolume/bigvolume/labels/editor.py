@@ -355,7 +355,7 @@ class LabelEditor:
         coords_list = lvl.chunks_in_box(box)
         if task.replayed and self.before.has(task.seq):
             self._restore(task.seq)  # back to before the operation, which may have been partly written
-        elif not task.replayed or not self.before.has(task.seq):
+        else:
             kept = self.before.save(task.seq, ((c, self.store.encoded_chunk(0, c)) for c in coords_list))
             if kept is None:  # too large to undo: neither it nor anything before it can be undone
                 with self._cond:

@@ -82,11 +82,6 @@ def _root_for(image, store):
     return os.fspath(image.location)
 
 
-def _spatial(dataset, meta, values):
-    return [float(values[meta.axis_index(a)]) if meta.axis_index(a) is not None else (1.0 if values is dataset.scale else 0.0)
-            for a in ("z", "y", "x")]
-
-
 def create_labels(image, name, *, store=None, segments=(), max_segments=255, overwrite=False):
     """Create an empty label pyramid `name` for `image` (beside it, or in the separate local `store`)."""
     if not name or "/" in name or name.startswith("."):
@@ -113,7 +108,7 @@ def create_labels(image, name, *, store=None, segments=(), max_segments=255, ove
     meta = image.meta
     datasets = []
     for lvl, dataset in zip(image.levels, meta.datasets):
-        datasets.append((str(lvl.index), _spatial(dataset, meta, dataset.scale), _spatial(dataset, meta, dataset.translation)))
+        datasets.append((str(lvl.index), image.spatial_zyx(dataset.scale, 1.0), image.spatial_zyx(dataset.translation, 0.0)))
         chunks = tuple(min(c, n) for c, n in zip(LABEL_CHUNKS, lvl.volume_shape))
         kwargs = {"dimension_names": ["z", "y", "x"]} if zarr_format == 3 else {"chunk_key_encoding": {"name": "v2", "separator": "/"}}
         group.create_array(str(lvl.index), shape=lvl.volume_shape, chunks=chunks, dtype=dtype,

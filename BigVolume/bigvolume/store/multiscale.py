@@ -193,7 +193,8 @@ class MultiscaleImage:
             out.append(values[i] if i is not None else missing)
         return np.asarray(out, dtype=float)
 
-    def _zyx(self, values, missing):
+    def spatial_zyx(self, values, missing):
+        """The z, y, x entries of a per-axis tuple in array order (`missing` for an axis the image lacks)."""
         return tuple(self._xyz(values, missing)[::-1].tolist())
 
     def _make_level(self, index, dataset, array):
@@ -207,7 +208,7 @@ class MultiscaleImage:
             path=dataset.path,
             array=array,
             shape=tuple(array.shape),
-            volume_shape=tuple(int(v) for v in self._zyx(array.shape, 1)),
+            volume_shape=tuple(int(v) for v in self.spatial_zyx(array.shape, 1)),
             dtype=np.dtype(array.dtype),
             chunks=tuple(array.chunks),
             shards=tuple(shards) if shards else None,
@@ -276,7 +277,7 @@ class MultiscaleImage:
     def chunk_error(self, lvl, inside, error):
         """The error to raise for a failed read of a box: re-read storage chunk by storage chunk to name the one that fails."""
         grid = lvl.shards or lvl.chunks
-        spatial_grid = tuple(int(v) for v in self._zyx(grid, 1))
+        spatial_grid = tuple(int(v) for v in self.spatial_zyx(grid, 1))
         ranges = [range(a // g, (b - 1) // g + 1) for (a, b), g in zip(inside, spatial_grid)]
         for cz in ranges[0]:
             for cy in ranges[1]:

@@ -1,7 +1,9 @@
 """`bigvolume labels ...`: label pyramids from the command line (create, import, export, statistics,
 threshold, replay, undo, status)."""
 
+import contextlib
 import json
+import math
 import sys
 import time
 
@@ -33,6 +35,18 @@ def _run_writer(editor, label, quiet=False):
                              "`bigvolume labels replay` (or opening the labels anywhere) completes it") from None
     if bar and editor.progress[1]:
         bar(*editor.progress)
+
+
+@contextlib.contextmanager
+def _editing(args, label="finishing edits", quiet=None):
+    """The labels' editor, with what earlier sessions left unfinished written first; closed (and every edit
+    written) at the end."""
+    from ..labels.editor import LabelEditor
+
+    _, store = _open(args)
+    with LabelEditor(store) as editor:
+        _run_writer(editor, label, quiet=args.quiet if quiet is None else quiet)
+        yield editor
 
 
 def _cmd_list(args):
@@ -70,12 +84,9 @@ def _cmd_import(args):
 
 
 def _cmd_export(args):
-    from ..labels.editor import LabelEditor
     from ..labels.seg_nrrd import export_labels
 
-    _, store = _open(args)
-    with LabelEditor(store) as editor:  # completes unfinished edits first, and reads through them
-        _run_writer(editor, "finishing edits", quiet=args.quiet)
+    with _editing(args) as editor:
         result = export_labels(editor, args.output, level=args.level)
     z, y, x = result.shape
     print(f"wrote {result.path}: level {args.level}, {x} x {y} x {z} voxels, {result.bytes:,} bytes, "
@@ -84,12 +95,9 @@ def _cmd_export(args):
 
 
 def _cmd_stats(args):
-    from ..labels.editor import LabelEditor
     from ..labels.statistics import format_table, segment_statistics
 
-    _, store = _open(args)
-    with LabelEditor(store) as editor:
-        _run_writer(editor, "finishing edits", quiet=True)
+    with _editing(args, quiet=True) as editor:
         stats = segment_statistics(editor, level=args.level)
     if args.json:
         json.dump([s if isinstance(s, dict) else s.__dict__ for s in stats], sys.stdout, indent=2, default=str)
@@ -100,19 +108,14 @@ def _cmd_stats(args):
 
 
 def _cmd_threshold(args):
-    from ..labels.editor import LabelEditor
     from ..labels.operations import Threshold
 
-    _, store = _open(args)
-    segment = store.segment(int(args.segment) if args.segment.isdigit() else args.segment)
     start = time.perf_counter()
-    with LabelEditor(store) as editor:
-        _run_writer(editor, "finishing earlier edits", quiet=args.quiet)
+    with _editing(args, "finishing earlier edits") as editor:
+        segment = editor.store.segment(int(args.segment) if args.segment.isdigit() else args.segment)
         editor.submit(Threshold(segment.value, low=args.range[0], high=args.range[1]))
         _run_writer(editor, f"threshold into {segment.name}", quiet=args.quiet)
-    voxels = 1
-    for n in store.levels[0].volume_shape:
-        voxels *= n
+    voxels = math.prod(editor.store.levels[0].volume_shape)
     seconds = time.perf_counter() - start
     print(f"threshold {args.range[0]:g}..{args.range[1]:g} written into segment {segment.name!r} at every level "
           f"in {seconds:.1f} s ({voxels / max(seconds, 1e-9) / 1e6:.1f} M voxels/s)")
@@ -120,21 +123,13 @@ def _cmd_threshold(args):
 
 
 def _cmd_replay(args):
-    from ..labels.editor import LabelEditor
-
-    _, store = _open(args)
-    with LabelEditor(store) as editor:
-        print(f"{editor.replayed} unfinished operation(s) to complete")
-        _run_writer(editor, "replaying", quiet=args.quiet)
+    with _editing(args, "replaying") as editor:
+        print(f"{editor.replayed} unfinished operation(s) completed")
     return 0
 
 
 def _cmd_undo(args):
-    from ..labels.editor import LabelEditor
-
-    _, store = _open(args)
-    with LabelEditor(store) as editor:
-        _run_writer(editor, "finishing edits", quiet=True)
+    with _editing(args, quiet=True) as editor:
         seq = editor.undo()
     print("nothing to undo" if seq is None else f"undid operation {seq}")
     return 0 if seq is not None else 1

@@ -88,6 +88,31 @@ def test_random_operations_undo_and_redo_match_brute_force(tmp_path, small_chunk
     check_against_oracle(open_labels(image, "seg"), image, volume, applied)
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_operations_written_together_undo_one_by_one(tmp_path, small_chunks, seed):
+    """A backlog is written in batches (each chunk once for many operations); each operation's before-images are
+    still its own, so undoing them one at a time walks back through every state."""
+    rng = np.random.default_rng(100 + seed)
+    image, volume = make_image(tmp_path / "img.ome.zarr", seed=seed)
+    store = create_labels(image, "seg", segments=[Segment(v, f"s{v}") for v in (1, 2, 3)])
+    ops = [op for op in (random_op(rng, image, int(rng.integers(0, len(image.levels)))) for _ in range(40))
+           if not op.needs_labels_around][:12]
+    with LabelEditor(store, durable=False, start=False) as editor:
+        for op in ops:
+            editor.submit(op)
+        editor.start()
+        editor.wait()
+        status = editor.status()
+        assert status["written_operations"] == len(ops) and status["written_batches"] < len(ops)
+        check_against_oracle(store, image, volume, ops)
+        for undone in range(1, 5):
+            editor.undo()
+            check_against_oracle(store, image, volume, ops[:-undone])
+        editor.redo()
+        editor.wait()
+        check_against_oracle(store, image, volume, ops[:-3])
+
+
 def test_operations_round_trip_through_json(tmp_path):
     image, _ = make_image(tmp_path / "img.ome.zarr")
     rng = np.random.default_rng(3)
@@ -105,7 +130,7 @@ def test_preview_at_the_displayed_level_differs_from_the_written_level_only_on_t
     with LabelEditor(store, durable=False, start=False) as editor:
         seq, box, shown = editor.apply(op, level=2)
         assert shown.any()
-        editor._thread.start()
+        editor.start()
         editor.wait()
         written = store.read_box(2, box)
     level0 = store.read_box(0, tuple((0, n) for n in store.levels[0].volume_shape))
@@ -131,7 +156,7 @@ def test_reads_show_pending_operations_before_the_writer_runs(tmp_path, small_ch
             box = lvl.chunk_box(coords)
             intens = image.read(level, box)
             assert np.array_equal(editor.read_chunk(level, coords) == 1, (intens >= 200) & (intens <= 700))
-    editor._thread.start()
+    editor.start()
     editor.close()
     assert np.array_equal(stored_levels(store)[0] == 1, (volume >= 200) & (volume <= 700))
 
@@ -148,7 +173,7 @@ def test_the_queue_is_bounded_and_says_how_far_behind_the_writer_is(tmp_path, sm
         editor.submit(Threshold(1, low=0, high=30), timeout=0.05)
     assert editor.status()["pending"] == 2
     assert editor.status()["pending_voxels"] == 2 * int(np.prod(SHAPE))
-    editor._thread.start()
+    editor.start()
     editor.submit(Threshold(1, low=0, high=30))  # waits for room, then goes in
     editor.close()
     assert editor.status()["pending"] == 0
@@ -163,7 +188,7 @@ def test_undo_of_a_pending_operation_drops_it_and_undo_survives_a_restart(tmp_pa
     editor.submit(first)
     editor.submit(second)
     assert editor.undo() == 2  # still queued: dropped, never written
-    editor._thread.start()
+    editor.start()
     editor.close()
     check_against_oracle(store, image, volume, [first])
     with LabelEditor(store, durable=False) as editor:  # a new session: the journal kept the undo state

@@ -36,7 +36,7 @@ def test_edits_reach_the_engine_queued_and_written(tmp_path):
         box = store.levels[level].chunk_box(coords)
         got[tuple(slice(a, b) for a, b in box)] = chunk == 1
     assert np.array_equal(got, expected)
-    editor._thread.start()
+    editor.start()
     editor.close()  # written: the coarse level is now the mode downsampling, refreshed in the cache
     written = fetch_all(engine, source, level)
     stored = store.read_box(level, tuple((0, n) for n in store.levels[level].volume_shape))

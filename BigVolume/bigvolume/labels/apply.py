@@ -2,9 +2,10 @@
 
 `apply_to_box` edits labels of any level: the preview at the displayed level,
 the pending-edit overlay of a read, and the background writer at level 0 use
-it alike. `rebuild_coarser` recomputes the touched chunks of every level
-above 0 by the project's mode downsampling (`writing.downsample.mode_halve`,
-the same as `write_pyramid(labels=True)`), each from the level below.
+it alike. `rebuild_coarser` recomputes, on every level above 0, the part of each
+chunk that reads a changed voxel, by the project's mode downsampling
+(`writing.downsample.mode_halve`, the same as `write_pyramid(labels=True)`),
+each level from the one below.
 """
 
 import numpy as np
@@ -74,20 +75,17 @@ def level_factors(levels):
     return factors
 
 
-def chunks_above(levels, factors, level, coords_list):
-    """Chunks of level+1 whose mode downsampling reads any of `coords_list` of `level`."""
-    below, above = levels[level], levels[level + 1]
-    f = factors[level + 1]
-    found = set()
-    for coords in coords_list:
-        box = below.chunk_box(coords)
-        found.update(above.chunks_in_box(tuple((a // k, -(-b // k)) for (a, b), k in zip(box, f))))
-    return sorted(found)
+def _coarser_box(box, factors):
+    """The voxels of the level above whose mode downsampling reads any voxel of `box`."""
+    return tuple((a // k, -(-b // k)) for (a, b), k in zip(box, factors))
 
 
-def downsampled_chunk(read_box, levels, factors, level, coords):
-    """Chunk `coords` of `level` (>= 1) computed by mode downsampling of the level below."""
-    box = levels[level].chunk_box(coords)
+def _union(a, b):
+    return b if a is None else tuple((min(p, r), max(q, s)) for (p, q), (r, s) in zip(a, b))
+
+
+def downsampled_box(read_box, levels, factors, level, box):
+    """Voxel `box` of `level` (>= 1) computed by mode downsampling of the level below."""
     f = factors[level]
     below = levels[level - 1].volume_shape
     source = tuple((a * k, min(b * k, n)) for (a, b), k, n in zip(box, f, below))
@@ -95,15 +93,44 @@ def downsampled_chunk(read_box, levels, factors, level, coords):
     return result[tuple(slice(0, b - a) for a, b in box)]
 
 
-def rebuild_coarser(store, touched0, write_chunk, on_level=None):
-    """Recompute every coarser level's chunks over the level-0 chunks `touched0`; returns {level: [coords]}."""
-    factors = level_factors(store.levels)
-    touched = {0: sorted(set(map(tuple, touched0)))}
-    for level in range(1, len(store.levels)):
-        coords_list = chunks_above(store.levels, factors, level - 1, touched[level - 1])
-        for coords in coords_list:
-            write_chunk(level, coords, downsampled_chunk(store.read_box, store.levels, factors, level, coords))
-        touched[level] = coords_list
-        if on_level is not None:
-            on_level(level, coords_list)
+def rebuild_coarser(store, changed0, write_chunk, boxes0=None, map_chunks=map):
+    """Recompute every coarser level where level-0 chunks `changed0` changed; returns {level: [coords]}.
+
+    `boxes0` are level-0 voxel boxes holding every changed voxel (None: the changed chunks whole): each coarser
+    chunk is recomputed only over the part that reads them, the rest kept as stored. `map_chunks` (a thread
+    pool's map) spreads a level's chunks over threads."""
+    levels = store.levels
+    factors = level_factors(levels)
+    dirty = {}
+    for coords in set(map(tuple, changed0)):
+        cbox = levels[0].chunk_box(coords)
+        if boxes0 is None:
+            dirty[coords] = cbox
+        else:
+            for box in boxes0:
+                part = intersect(cbox, box)
+                if part is not None:
+                    dirty[coords] = _union(dirty.get(coords), part)
+    touched = {0: sorted(dirty)}
+    for level in range(1, len(levels)):
+        lvl, above = levels[level], {}
+        for sub in dirty.values():
+            coarse = _coarser_box(sub, factors[level])
+            for coords in lvl.chunks_in_box(coarse):
+                above[coords] = _union(above.get(coords), intersect(coarse, lvl.chunk_box(coords)))
+
+        def rebuild(item, level=level, lvl=lvl):
+            coords, sub = item
+            cbox = lvl.chunk_box(coords)
+            fresh = downsampled_box(store.read_box, levels, factors, level, sub)
+            if sub == cbox:
+                data = fresh
+            else:
+                data = store.read_chunk(level, coords).copy()  # stored bytes are read-only
+                data[local(sub, cbox)] = fresh
+            write_chunk(level, coords, data)
+
+        list(map_chunks(rebuild, sorted(above.items())))
+        dirty = above
+        touched[level] = sorted(above)
     return touched

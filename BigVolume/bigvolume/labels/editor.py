@@ -9,9 +9,11 @@
 - A writer thread takes queued operations in order. For each it saves the
   before-images of the level-0 chunks it touches (on disk, compressed), then
   rasterises it anew at level 0 chunk by chunk (read, modify, write
-  atomically), then rebuilds the touched chunks of every coarser level by
+  atomically), then rebuilds the touched part of every coarser level by
   mode downsampling, then journals it done and tells the listeners which
   chunks of which levels changed (the streaming engine refreshes them).
+  When it is behind, it takes the queued strokes together (`_next_batch`):
+  each chunk is then read, written and downsampled once for all of them.
 - `read_chunk` / `read_box` return the stored labels with every pending
   operation applied at that level. The pending list is taken before the
   chunk is read: an operation finishing in between is then applied twice
@@ -41,12 +43,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import BigVolumeError
+from ..writing.atomic import fsync_file
 from .apply import Rasteriser, local, rebuild_coarser
 from .before_images import BeforeImages
 from .edit_journal import EditJournal
 from .operations import operation_from_json
 
 EDITS_FOLDER = "bigvolume-edits"  # beside the level arrays; NGFF readers ignore it
+BATCH_OPS = 32
+BATCH_BYTES = 64 * 2**20
 COMPACT_BYTES = 64 * 2**20
 
 
@@ -65,9 +70,10 @@ class _Task:
     seq: int
     op: object
     voxels: int = 0
-    replayed: bool = False
+    partial: bool = False  # may be partly written (replayed from the journal, or retried after an error)
     state: str = "queued"
     touched: dict = field(default_factory=dict)
+    chunks: list = None  # level-0 chunks it may change, when known
 
 
 class LabelEditor:
@@ -89,22 +95,30 @@ class LabelEditor:
         self._ops, self._undo, self._redo = {}, [], []
         self._listeners = []
         self._rasteriser = Rasteriser(self.store.read_box, self._read_image)
+        self._pool = None  # chunk threads of the writer, made on first use
+        self._image_reader = None  # the image's fastest chunk reader, made on first use
+        self._unsynced = []  # chunk files written by the operation being written, to fsync before its done mark
         self._closing = False
         self._stop_now = threading.Event()
         self.progress = (0, 0)  # level-0 chunks done and total of the operation being written
         self.error = None
         self.written_voxels, self.written_seconds = 0, 0.0
+        self.written_operations, self.written_batches = 0, 0
         self._next = 1
         unfinished = self._load_journal()
         self.replayed = len(unfinished)
         while unfinished and any(t.kind == "restore" for t in unfinished):  # restores first, here: reads need them
-            task = unfinished.pop(0)
-            self._execute(task)
-            self._mark_done(task)
+            batch = [unfinished.pop(0)]
+            self._execute(batch)
+            self._mark_done(batch)
         self._queue.extend(unfinished)
         self._thread = threading.Thread(target=self._run, name=f"bigvolume-labels-{store.name}", daemon=True)
         if start:
-            self._thread.start()
+            self.start()
+
+    def start(self):
+        """Start the background writer (made with start=False: operations queue until then)."""
+        self._thread.start()
 
     # -- journal state ------------------------------------------------------------------------------------
     def _load_journal(self):
@@ -122,11 +136,11 @@ class LabelEditor:
                 elif seq in self._redo:
                     self._redo.remove(seq)
                 self._undo.append(seq)
-                tasks[record["t"]] = _Task(record["t"], "apply", seq, self._ops[seq], replayed=True)
+                tasks[record["t"]] = _Task(record["t"], "apply", seq, self._ops[seq], partial=True)
             elif "restore" in record:
                 seq = int(record["restore"])
                 self._move(self._undo, self._redo, seq)
-                tasks[record["t"]] = _Task(record["t"], "restore", seq, self._ops.get(seq), replayed=True)
+                tasks[record["t"]] = _Task(record["t"], "restore", seq, self._ops.get(seq), partial=True)
             elif "cancel" in record:
                 tasks.pop(record["cancel"], None)
                 self._move(self._undo, self._redo, int(record["undo"]))
@@ -216,9 +230,9 @@ class LabelEditor:
             self._next += 1
             self.journal.append({"t": tid, "restore": seq})
             self._move(self._undo, self._redo, seq)
-        task = _Task(tid, "restore", seq, self._ops[seq])
-        self._execute(task)
-        self._mark_done(task)
+        batch = [_Task(tid, "restore", seq, self._ops[seq])]
+        self._execute(batch)
+        self._mark_done(batch)
         return seq
 
     def redo(self):
@@ -270,7 +284,18 @@ class LabelEditor:
         return data
 
     def _read_image(self, level, box):
-        return self.image.read(level, box)
+        """Image voxels of a box inside the volume (intensity masking, Threshold), through the fastest reader."""
+        if self._image_reader is None:
+            from ..streaming.readers import default_reader
+
+            self._image_reader = default_reader(self.image, threads=self.chunk_threads)
+        lvl = self.image.levels[level]
+        out = np.empty([b - a for a, b in box], dtype=lvl.dtype)
+        for coords, data in self._image_reader.read_chunks(level, lvl.chunks_in_box(box)).items():
+            cbox = lvl.chunk_box(coords)
+            inter = tuple((max(a, c), min(b, d)) for (a, b), (c, d) in zip(box, cbox))
+            out[local(inter, box)] = data[local(inter, cbox)]
+        return out
 
     # -- listeners ---------------------------------------------------------------------------------------------
     def add_listener(self, callback):
@@ -293,6 +318,36 @@ class LabelEditor:
         return out
 
     # -- the writer -------------------------------------------------------------------------------------------
+    def _chunks(self, task):
+        if task.chunks is None:
+            box = task.op.voxel_box(self.store.levels[0]) if task.op is not None else None
+            task.chunks = [] if box is None else self.store.levels[0].chunks_in_box(box)
+        return task.chunks
+
+    def _next_batch(self):
+        """The queued operations written together next (under the lock): the head, and while the writer is
+        behind, the strokes queued after it, so each chunk is read, written and downsampled once for all of them.
+        A batch holds the new states of its chunks, compressed, until its before-images are saved: it is capped
+        at BATCH_OPS operations and BATCH_BYTES of those chunks decoded. Operations that may be partly written,
+        Fill (its region reads labels around it) and restores go alone."""
+        head = self._queue[0]
+        batch = [head]
+        if not self._batchable(head):
+            return batch
+        chunk_bytes = int(np.prod(self.store.levels[0].chunk_shape)) * self.store.dtype.itemsize
+        chunks = set(self._chunks(head))
+        for task in list(self._queue)[1:BATCH_OPS]:
+            more = chunks.union(self._chunks(task)) if self._batchable(task) else None
+            if more is None or len(more) * chunk_bytes > BATCH_BYTES:
+                break
+            chunks = more
+            batch.append(task)
+        return batch if len(chunks) * chunk_bytes <= BATCH_BYTES else [head]
+
+    @staticmethod
+    def _batchable(task):
+        return task.kind == "apply" and task.state == "queued" and not task.partial and not task.op.needs_labels_around
+
     def _run(self):
         while True:
             with self._cond:
@@ -300,93 +355,147 @@ class LabelEditor:
                     if self._closing and (not self._queue or self.error is not None):
                         return
                     self._cond.wait()
-                task = self._queue[0]
-                task.state = "started"
+                batch = self._next_batch()
+                for task in batch:
+                    task.state = "started"
             try:
-                self._execute(task)
+                self._execute(batch)
             except _Stopped:
                 return
-            except BaseException as error:  # kept for status and wait(); the task stays journaled
+            except BaseException as error:  # kept for status and wait(); the tasks stay journaled
                 with self._cond:
-                    task.state = "queued"
+                    for task in batch:
+                        task.state, task.partial = "queued", True
                     self.error = error
                     self._cond.notify_all()
                 continue
-            self._mark_done(task)
+            self._mark_done(batch)
 
-    def _mark_done(self, task):
+    def _mark_done(self, batch):
         with self._cond:
-            self.journal.append({"done": task.tid})
-            if self._queue and self._queue[0] is task:
-                self._queue.popleft()
-            task.state = "done"
-            self._rasteriser.forget(task.tid)
+            for i, task in enumerate(batch):
+                self.journal.append({"done": task.tid}, sync=self.durable and i == len(batch) - 1)
+                if self._queue and self._queue[0] is task:
+                    self._queue.popleft()
+                task.state = "done"
+                self._rasteriser.forget(task.tid)
             self._cond.notify_all()
-        self._notify(task.touched)
+        self._notify(batch[-1].touched)
 
-    def _execute(self, task):
+    def _execute(self, batch):
         t0 = time.perf_counter()
         with self._write_lock:
-            if task.kind == "restore":
-                changed = self._restore(task.seq)
+            if batch[0].kind == "restore":
+                changed = self._restore(batch[0].seq)
             else:
-                changed = self._apply_level0(task)
-            task.touched = rebuild_coarser(self.store, changed, self._write) if changed else {}
-            for level, coords in task.touched.items():
-                self.store.sync_folders(level, coords)
+                changed = self._apply_level0(batch)
+            boxes0 = [t.op.voxel_box(self.store.levels[0]) for t in batch if t.op is not None]
+            touched = rebuild_coarser(self.store, changed, self._write, [b for b in boxes0 if b is not None],
+                                      self._map) if changed else {}
+            if self.durable:  # the chunks are written without fsync, then made durable together here
+                self._map(fsync_file, sorted(set(self._unsynced)))
+                for level, coords in touched.items():
+                    self.store.sync_folders(level, coords)
+            self._unsynced.clear()
+            for task in batch:
+                task.touched = touched
         with self._cond:
-            self.written_voxels += task.voxels
+            self.written_voxels += sum(t.voxels for t in batch)
+            self.written_operations += len(batch)
+            self.written_batches += 1
             self.written_seconds += time.perf_counter() - t0
 
+    def _map(self, function, items):
+        """`map` over the writer's chunk threads."""
+        items = list(items)
+        if self.chunk_threads < 2 or len(items) < 2:
+            return list(map(function, items))
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self.chunk_threads, thread_name_prefix=f"bigvolume-labels-{self.store.name}")
+        return list(self._pool.map(function, items))
+
     def _write(self, level, coords, data):
-        self.store.write_chunk(level, coords, data, durable=self.durable)
+        self._put(level, coords, self.store.encode_chunk(level, data))
+
+    def _put(self, level, coords, encoded):
+        """Replace a chunk (atomically); its fsync waits for the end of the operation (`_execute`): before the
+        done mark nothing needs it, as a replay restores the before-images and writes the operation again."""
+        self.store.write_encoded(level, coords, encoded, durable=False)
+        if encoded is not None:
+            self._unsynced.append(self.store.chunk_path(level, coords))
 
     def _restore(self, seq):
         chunks = self.before.load(seq)
         for coords, encoded in chunks:
-            self.store.write_encoded(0, coords, encoded, durable=self.durable)
+            self._put(0, coords, encoded)
         return [c for c, _ in chunks]
 
-    def _apply_level0(self, task):
-        lvl = self.store.levels[0]
-        box = task.op.voxel_box(lvl)
-        if box is None:
-            return []
-        coords_list = lvl.chunks_in_box(box)
-        if task.replayed and self.before.has(task.seq):
-            self._restore(task.seq)  # back to before the operation, which may have been partly written
-        else:
-            kept = self.before.save(task.seq, ((c, self.store.encoded_chunk(0, c)) for c in coords_list))
-            if kept is None:  # too large to undo: neither it nor anything before it can be undone
-                with self._cond:
-                    self.journal.append({"no_undo": task.seq})
-                    self._forget_undo_through(task.seq)
-            else:
-                self._trim_undo()
-        changed = []
+    def _save_before(self, task, chunks):
+        """Keep the before-images of `task` (coords, encoded bytes); an operation too large to undo makes every
+        step up to it impossible to undo."""
+        if self.before.save(task.seq, chunks) is None:
+            with self._cond:
+                self.journal.append({"no_undo": task.seq})
+                self._forget_undo_through(task.seq)
 
-        self.progress = (0, len(coords_list))
+    def _apply_level0(self, batch):
+        """Rasterise the batch's operations at level 0 chunk by chunk, in order; returns the chunks changed.
+
+        Before-images are on disk before any chunk is replaced. One operation: its chunks' stored bytes are
+        saved first, then each chunk is written as soon as it is computed (a box of any size streams through).
+        Several: each chunk is read once and the operations applied in turn, each one's before-image taken
+        from the state the previous ones left; the new chunks are written once all before-images are saved."""
+        lvl = self.store.levels[0]
+        store = self.store
+        head = batch[0]
+        write_now = len(batch) == 1
+        if write_now:
+            if head.partial and self.before.has(head.seq):
+                self._restore(head.seq)  # back to before the operation, which may have been partly written
+            else:
+                self._save_before(head, ((c, store.encoded_chunk(0, c)) for c in self._chunks(head)))
+        touching = {}
+        for task in batch:
+            for coords in self._chunks(task):
+                touching.setdefault(coords, []).append(task)
+        order = sorted(touching)
+        with self._cond:
+            self.progress = (0, len(order))
 
         def one(coords):
             if self._stop_now.is_set():
                 raise _Stopped
-            self.progress = (self.progress[0] + 1, len(coords_list))
-            cbox = lvl.chunk_box(coords)
-            old = self.store.read_chunk(0, coords)
-            new = self._rasteriser.apply(task.op, lvl, cbox, old, key=("write", task.tid))
-            if new is not old and not np.array_equal(new, old):
-                self.store.write_chunk(0, coords, new, durable=self.durable)
-                return coords
-            return None
+            with self._cond:
+                self.progress = (self.progress[0] + 1, len(order))
+            box = lvl.chunk_box(coords)
+            encoded = store.encoded_chunk(0, coords)
+            original = state = store.decode_chunk(0, coords, encoded)
+            befores = {}
+            for task in touching[coords]:
+                if not write_now:
+                    befores[task.tid] = encoded if state is original else store.encode_chunk(0, state)
+                new = self._rasteriser.apply(task.op, lvl, box, state, key=("write", task.tid))
+                if new is not state and not np.array_equal(new, state):
+                    state = new
+            final = None if state is original else store.encode_chunk(0, state)
+            if write_now and state is not original:
+                self._put(0, coords, final)
+            return coords, befores, state is not original, final
 
-        if self.chunk_threads > 1 and len(coords_list) > 1 and not task.op.needs_labels_around:
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(self.chunk_threads) as pool:
-                changed = [c for c in pool.map(one, coords_list) if c is not None]
-        else:
-            changed = [c for c in map(one, coords_list) if c is not None]
-        self._rasteriser.forget(("write", task.tid))
+        # Fill's region is computed once for its whole box: the first chunk does it, the rest reuse it.
+        results = (map if head.op.needs_labels_around else self._map)(one, order)
+        changed = [c for c, _, was_changed, _ in results if was_changed]
+        if not write_now:
+            befores = {c: b for c, b, _, _ in results}
+            for task in batch:
+                self._save_before(task, ((c, befores[c][task.tid]) for c in self._chunks(task)))
+            finals = {c: f for c, _, was_changed, f in results if was_changed}
+            self._map(lambda c: self._put(0, c, finals[c]), changed)
+        for task in batch:
+            self._rasteriser.forget(("write", task.tid))
+        self._trim_undo()
         return changed
 
     def _trim_undo(self):
@@ -434,7 +543,8 @@ class LabelEditor:
                     "voxels_per_second": rate, "behind_seconds": pending_voxels / rate if rate else None,
                     "undo_steps": len(self._undo), "redo_steps": len(self._redo),
                     "error": None if self.error is None else str(self.error), "replayed": self.replayed,
-                    "chunks_done": self.progress[0], "chunks_total": self.progress[1]}
+                    "chunks_done": self.progress[0], "chunks_total": self.progress[1],
+                    "written_operations": self.written_operations, "written_batches": self.written_batches}
 
     def describe_backlog(self):
         s = self.status()
@@ -452,6 +562,10 @@ class LabelEditor:
             self._cond.notify_all()
         if self._thread.ident is not None:
             self._thread.join()
+        if self._pool is not None:
+            self._pool.shutdown()
+        if self._image_reader is not None:
+            self._image_reader.close()
         with self._cond:
             if not self._queue and self.error is None:
                 self._compact()

@@ -220,22 +220,30 @@ class LabelStore:
 
     def read_chunk(self, level, coords):
         """The stored voxels of chunk `coords` (z, y, x) of `level`, clipped to the volume; zeros where never written."""
-        lvl = self.levels[level]
-        box = lvl.chunk_box(coords)
-        shape = tuple(b - a for a, b in box)
-        path = self.chunk_path(level, coords)
-        try:
-            with open(path, "rb") as handle:
-                encoded = handle.read()
-        except FileNotFoundError:
+        return self.decode_chunk(level, coords, self.encoded_chunk(level, coords))
+
+    def decode_chunk(self, level, coords, encoded):
+        """The voxels of chunk `coords` of `level` from its file's bytes (None: an absent chunk, all zeros)."""
+        shape = tuple(b - a for a, b in self.levels[level].chunk_box(coords))
+        if encoded is None:
             return np.zeros(shape, dtype=self.dtype)
         writer = self._writers[level]
         try:
             full = np.frombuffer(writer.codec.decode(encoded), dtype=writer.dtype).reshape(writer.grid)
         except Exception as error:
+            path = self.chunk_path(level, coords)
             raise CorruptChunkError(f"{path}: label chunk {tuple(coords)} of level {level} cannot be decoded: {error}",
                                     level=level, chunk_key=os.path.relpath(path, self.path)) from error
         return full[tuple(slice(0, n) for n in shape)].astype(self.dtype, copy=False)
+
+    def encode_chunk(self, level, data):
+        """A chunk file's bytes for `data` (a chunk's clipped shape); None for an all-zero chunk (never stored)."""
+        if not data.any():
+            return None
+        writer = self._writers[level]
+        block = np.zeros(writer.grid, dtype=writer.dtype)
+        block[tuple(slice(0, n) for n in data.shape)] = data
+        return writer.codec.encode(block)
 
     def read_box(self, level, box):
         """Stored voxels of a box ((z0, z1), (y0, y1), (x0, x1)) of `level` inside the volume, chunk by chunk."""
@@ -258,10 +266,7 @@ class LabelStore:
 
     def write_chunk(self, level, coords, data, durable=True):
         """Replace chunk `coords` of `level` by `data` (its clipped shape) atomically; an all-zero chunk is removed."""
-        writer = self._writers[level]
-        block = np.zeros(writer.grid, dtype=writer.dtype)
-        block[tuple(slice(0, n) for n in data.shape)] = data
-        self.write_encoded(level, coords, writer.codec.encode(block) if block.any() else None, durable=durable)
+        self.write_encoded(level, coords, self.encode_chunk(level, data), durable=durable)
 
     def write_encoded(self, level, coords, encoded, durable=True):
         """Replace a chunk file by already encoded bytes (None: remove it)."""

@@ -78,14 +78,26 @@ class Masking:
         return free | np.isin(old, self.overwrite_values) if self.overwrite == "listed" else free
 
 
-def voxel_centres_ras(level, box):
-    """RAS (x, y, z) of the centres of a voxel box of `level`, shape (nz, ny, nx, 3)."""
+def voxel_centres_ras(level, box, origin=(0.0, 0.0, 0.0)):
+    """RAS x, y and z (minus `origin`) of the centres of a voxel box of `level`: three arrays that broadcast to
+    (nz, ny, nx). Each is a sum of per-axis terms, so it stays as small as the axes it depends on (a volume whose
+    axes are RAS axes gives three 1-D arrays) and no (nz, ny, nx, 3) array is built."""
     (z0, z1), (y0, y1), (x0, x1) = box
     m = level.ijk_to_ras
-    i = np.arange(x0, x1, dtype=float)[None, None, :, None] * m[:3, 0]
-    j = np.arange(y0, y1, dtype=float)[None, :, None, None] * m[:3, 1]
-    k = np.arange(z0, z1, dtype=float)[:, None, None, None] * m[:3, 2]
-    return i + j + k + m[:3, 3]
+    axes = (np.arange(x0, x1, dtype=float)[None, None, :], np.arange(y0, y1, dtype=float)[None, :, None],
+            np.arange(z0, z1, dtype=float)[:, None, None])
+    out = []
+    for row in range(3):
+        value = np.full((1, 1, 1), m[row, 3] - origin[row])
+        for column, along in enumerate(axes):
+            if m[row, column] != 0:
+                value = value + along * m[row, column]
+        out.append(value)
+    return out
+
+
+def _dot(components, vector):
+    return components[0] * vector[0] + components[1] * vector[1] + components[2] * vector[2]
 
 
 def ras_bounds_to_box(level, low, high, margin=1):
@@ -115,18 +127,44 @@ def _unit(vector):
     return v / norm
 
 
-def _distance_to_path(points, path):
-    """Distance of each point (..., 3) to the polyline `path` (N, 3); a single point is a sphere centre."""
-    best = np.full(points.shape[:-1], np.inf)
-    if len(path) == 1:
-        return np.sqrt(((points - path[0]) ** 2).sum(-1))
-    for a, b in zip(path[:-1], path[1:]):
+def _near_path(level, box, path, radius, normal=None, half_thickness=0.0):
+    """Voxels of `box` whose centre is within `radius` of the polyline `path` (N, 3; one point: a sphere). With a
+    unit `normal`, distances are measured in the plane through path[0] with that normal (the path projected onto
+    it) and only centres within `half_thickness` of the plane count. Each segment is tested only over the part of
+    `box` its capsule can reach."""
+    out = np.zeros([b - a for a, b in box], dtype=bool)
+    if normal is not None:
+        path = path - ((path - path[0]) @ normal)[:, None] * normal
+    reach = radius + half_thickness
+    for a, b in zip(path, path[1:] if len(path) > 1 else path):
+        sub = ras_bounds_to_box(level, np.minimum(a, b) - reach, np.maximum(a, b) + reach)
+        if sub is not None:
+            sub = intersect(sub, box)
+        if sub is None:
+            continue
+        q = voxel_centres_ras(level, sub, origin=a)
+        # Squared distance to the segment as |q|^2 - t (2 q.ab - t |ab|^2), t the clipped projection: a few passes
+        # over the box, most terms staying as small as the axes they depend on.
+        q2 = q[0] ** 2 + q[1] ** 2 + q[2] ** 2
+        if normal is not None:
+            along = _dot(q, normal)
+            q2 = q2 - along ** 2  # in the plane (the segment lies in it)
         ab = b - a
         length2 = float(ab @ ab)
-        t = np.zeros(points.shape[:-1]) if length2 == 0 else np.clip(((points - a) @ ab) / length2, 0.0, 1.0)
-        d2 = ((points - a - t[..., None] * ab) ** 2).sum(-1)
-        np.minimum(best, d2, out=best)
-    return np.sqrt(best)
+        if length2 > 0:
+            u = _dot(q, ab)
+            t = u * (1.0 / length2)
+            np.maximum(t, 0.0, out=t)
+            np.minimum(t, 1.0, out=t)
+            u *= 2.0
+            u -= t * length2
+            u *= t
+            q2 = q2 - u
+        hit = q2 <= radius * radius
+        if normal is not None:
+            hit = hit & (np.abs(along) <= half_thickness)
+        out[tuple(slice(p - o, r - o) for (p, r), (o, _) in zip(sub, box))] |= hit
+    return out
 
 
 def _plane_basis(normal):
@@ -204,15 +242,8 @@ class Brush(Operation):
         return p.min(axis=0) - self.radius_mm, p.max(axis=0) + self.radius_mm
 
     def region(self, level, box, intensities=None, labels=None):
-        centres = voxel_centres_ras(level, box)
-        path = np.asarray(self.points)
-        if self.normal is None:
-            return _distance_to_path(centres, path) <= self.radius_mm
-        n = np.asarray(self.normal)
-        along = (centres - path[0]) @ n
-        in_plane = centres - along[..., None] * n
-        path_in_plane = path - ((path - path[0]) @ n)[:, None] * n
-        return (np.abs(along) <= self.thickness_mm / 2) & (_distance_to_path(in_plane, path_in_plane) <= self.radius_mm)
+        normal = None if self.normal is None else np.asarray(self.normal)
+        return _near_path(level, box, np.asarray(self.points), self.radius_mm, normal, self.thickness_mm / 2)
 
 
 @dataclass(frozen=True)
@@ -243,12 +274,11 @@ class Polygon(Operation):
         return v.min(axis=0) - pad, v.max(axis=0) + pad
 
     def region(self, level, box, intensities=None, labels=None):
-        centres = voxel_centres_ras(level, box)
         n, u, w = _plane_basis(self.normal)
         origin = np.asarray(self.vertices[0])
-        relative = centres - origin
-        along = relative @ n
-        pu, pw = relative @ u, relative @ w
+        relative = voxel_centres_ras(level, box, origin)
+        along = _dot(relative, n)
+        pu, pw = np.broadcast_arrays(_dot(relative, u), _dot(relative, w))
         poly = (np.asarray(self.vertices) - origin) @ np.stack([u, w], axis=1)
         inside = np.zeros(pu.shape, dtype=bool)
         for (au, aw), (bu, bw) in zip(poly, np.roll(poly, -1, axis=0)):
@@ -292,9 +322,11 @@ class Threshold(Operation):
         """The voxel centres inside `box_ras` (everywhere without one)."""
         if self.box_ras is None:
             return np.ones([b - a for a, b in box], dtype=bool)
-        c = voxel_centres_ras(level, box)
         low, high = self.ras_bounds()
-        return np.all((c >= np.minimum(low, high)) & (c <= np.maximum(low, high)), axis=-1)
+        inside = np.ones((1, 1, 1), dtype=bool)
+        for c, lo, hi in zip(voxel_centres_ras(level, box), np.minimum(low, high), np.maximum(low, high)):
+            inside = inside & (c >= lo) & (c <= hi)
+        return np.broadcast_to(inside, [b - a for a, b in box])
 
 
 @dataclass(frozen=True)
@@ -417,9 +449,15 @@ class Mask(Operation):
     def _mask_index(self, level, box):
         """For each voxel of `box`: the index into the mask its centre falls in, and whether it is inside it."""
         to_ijk = np.linalg.inv(np.asarray(self.ijk_to_ras))
-        ijk = voxel_centres_ras(level, box) @ to_ijk[:3, :3].T + to_ijk[:3, 3]
-        index = np.floor(ijk[..., ::-1] + 0.5).astype(int) - [a for a, _ in self.box]
-        return index, np.all((index >= 0) & (index < [b - a for a, b in self.box]), axis=-1)
+        shape = [b - a for a, b in box]
+        ras = voxel_centres_ras(level, box)
+        index, inside = [], np.ones((1, 1, 1), dtype=bool)
+        for axis in (2, 1, 0):  # z, y, x of the mask from its i, j, k
+            ijk = _dot(ras, to_ijk[axis, :3]) + to_ijk[axis, 3]
+            within = np.floor(ijk + 0.5).astype(int) - self.box[2 - axis][0]
+            inside = inside & (within >= 0) & (within < self.box[2 - axis][1] - self.box[2 - axis][0])
+            index.append(np.broadcast_to(within, shape))
+        return np.stack(index, axis=-1), np.broadcast_to(inside, shape)
 
     def region(self, level, box, intensities=None, labels=None):
         if self._same_grid(level):

@@ -41,6 +41,15 @@ def write_atomically(path, data, durable=True):
         raise
 
 
+def fsync_file(path):
+    """Make a file written without `durable` durable (after a batch of writes, before what depends on them)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def fsync_dir(folder):
     """Make renames and removals in `folder` durable."""
     fd = os.open(folder, os.O_RDONLY)

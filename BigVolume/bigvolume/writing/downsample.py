@@ -116,22 +116,34 @@ def smooth_halve(volume_f32, factors_zyx):
 
 
 def mode_halve(block, factors_zyx):
-    """Winner-takes-all downsampling of a (z, y, x) label block; z, y, x factors are 1 or 2."""
+    """Winner-takes-all downsampling of a (z, y, x) label block; z, y, x factors are 1 or 2.
+
+    Each output voxel takes the most frequent of its candidates; a tie goes to the candidate first in
+    (z, y, x) order. Labels are mostly uniform over a 2x2x2 block, so only the mixed blocks are counted.
+    """
     padded_shape = [-(-n // f) * f for n, f in zip(block.shape, factors_zyx)]
     if list(block.shape) != padded_shape:
         block = np.pad(block, [(0, p - n) for p, n in zip(padded_shape, block.shape)], mode="edge")
     out_shape = [p // f for p, f in zip(padded_shape, factors_zyx)]
     # (oz, fz, oy, fy, ox, fx) -> candidates along a last axis.
     view = block.reshape(out_shape[0], factors_zyx[0], out_shape[1], factors_zyx[1], out_shape[2], factors_zyx[2])
-    candidates = view.transpose(0, 2, 4, 1, 3, 5).reshape(*out_shape, -1)
-    k = candidates.shape[-1]
-    if k == 1:
-        return candidates[..., 0].copy()
+    offsets = [(a, b, c) for a in range(factors_zyx[0]) for b in range(factors_zyx[1]) for c in range(factors_zyx[2])]
+    first = view[:, 0, :, 0, :, 0]
+    out = first.copy()
+    if len(offsets) == 1:
+        return out
+    mixed = np.zeros(out_shape, dtype=bool)
+    for a, b, c in offsets[1:]:
+        mixed |= view[:, a, :, b, :, c] != first
+    where = np.nonzero(mixed)
+    if not where[0].size:
+        return out
+    candidates = np.stack([view[:, a, :, b, :, c][where] for a, b, c in offsets], axis=-1)  # (mixed, k)
     counts = np.zeros(candidates.shape, dtype=np.uint8)
-    for i in range(k):
-        counts[..., i] = (candidates == candidates[..., i : i + 1]).sum(axis=-1)
-    winner = counts.argmax(axis=-1)
-    return np.take_along_axis(candidates, winner[..., None], axis=-1)[..., 0]
+    for i in range(len(offsets)):
+        counts[:, i] = (candidates == candidates[:, i:i + 1]).sum(axis=-1)
+    out[where] = candidates[np.arange(len(candidates)), counts.argmax(axis=-1)]
+    return out
 
 
 def to_dtype(values, dtype):

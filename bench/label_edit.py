@@ -528,7 +528,7 @@ def main():
         args.output = os.path.join(args.workdir, "label_edit_quick.json")
     os.makedirs(args.workdir, exist_ok=True)
     labels_root = os.path.join(args.workdir, "labels.ome.zarr")
-    image_path = args.image or os.path.join(args.workdir, "image.ome.zarr")
+    image_path = args.image or os.path.join(args.workdir, "image_quick.ome.zarr" if args.quick else "image.ome.zarr")
     run_start = time.perf_counter()
     written_here = False
     try:

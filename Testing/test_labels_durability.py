@@ -60,12 +60,28 @@ def test_sigkill_while_writing_loses_no_acknowledged_edit(tmp_path, small_chunks
     with LabelEditor(store) as editor:  # replays what was unfinished
         replayed = editor.replayed
     assert replayed >= 1 or len(journaled) == len(acknowledged)
+    left = [os.path.join(folder, name) for folder, _, names in os.walk(store.path) for name in names
+            if name.endswith(".tmp") and f".{child.pid}." in name]
+    assert not left, f"temporaries of the killed writer were left: {left[:3]}"
     store = open_labels(image, "seg")
     expected = np.zeros(store.levels[0].volume_shape, dtype=store.dtype)
     for op in journaled:
         expected = label_oracle.apply(op, expected, volume, image.levels[0].ijk_to_ras)
     for level, (got, want) in enumerate(zip(stored_levels(store), label_oracle.pyramid_of(expected, level_factors(store.levels)))):
         assert np.array_equal(got, want), f"level {level}: {np.count_nonzero(got != want)} voxels differ"
+
+
+def test_temporaries_of_a_dead_process_are_removed_and_a_live_ones_kept(tmp_path):
+    from bigvolume.writing.atomic import remove_stale_temporaries, temporary_name
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f"0.0.0.{int(dead.stdout)}.1.2.tmp"
+    stale.write_bytes(b"torn")
+    live = tmp_path / os.path.basename(temporary_name(str(tmp_path / "0.0.1")))
+    live.write_bytes(b"being written")
+    (tmp_path / "0.0.0").write_bytes(b"a chunk")
+    assert remove_stale_temporaries(tmp_path) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["0.0.0", live.name])
 
 
 def test_concurrent_reads_never_see_a_torn_chunk(tmp_path, small_chunks):

@@ -13,6 +13,8 @@ import json
 import os
 import struct
 
+from ..writing.atomic import remove_stale_temporaries, temporary_name
+
 
 _LENGTH = struct.Struct("<Q")
 
@@ -26,6 +28,7 @@ class BeforeImages:
         self.folder = os.fspath(folder)
         self.max_steps, self.max_bytes, self.durable = int(max_steps), int(max_bytes), durable
         os.makedirs(self.folder, exist_ok=True)
+        remove_stale_temporaries(self.folder)  # a save a killed process did not finish
 
     def path(self, seq):
         return os.path.join(self.folder, f"{int(seq)}.before")
@@ -37,7 +40,7 @@ class BeforeImages:
         """`chunks`: an iterable of (coords, encoded bytes or None), streamed to a file (never held together).
         Returns the bytes kept, or None when they exceed `max_bytes` (nothing is kept: the operation cannot be
         undone)."""
-        temporary = self.path(seq) + ".partial"
+        temporary = temporary_name(self.path(seq))
         header, offset = [], 0
         try:
             with open(temporary, "wb") as handle:

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import BigVolumeError
-from ..writing.atomic import fsync_file
+from ..writing.atomic import fsync_file, remove_stale_temporaries
 from .apply import Rasteriser, local, rebuild_coarser
 from .before_images import BeforeImages
 from .edit_journal import EditJournal
@@ -107,6 +107,7 @@ class LabelEditor:
         self._next = 1
         unfinished = self._load_journal()
         self.replayed = len(unfinished)
+        self.stale_temporaries = self._remove_stale_temporaries(unfinished)
         while unfinished and any(t.kind == "restore" for t in unfinished):  # restores first, here: reads need them
             batch = [unfinished.pop(0)]
             self._execute(batch)
@@ -155,6 +156,18 @@ class LabelEditor:
         for task in unfinished:
             task.voxels = self._voxels(task.op)
         return unfinished
+
+    def _remove_stale_temporaries(self, unfinished):
+        """Temporaries a killed writer left beside the chunks of the operations it did not finish."""
+        folders = set()
+        for task in unfinished:
+            if task.op is None:
+                continue
+            for lvl in self.store.levels:
+                box = task.op.voxel_box(lvl)
+                if box is not None:
+                    folders.update(os.path.dirname(self.store.chunk_path(lvl.index, c)) for c in lvl.chunks_in_box(box))
+        return sum(remove_stale_temporaries(folder) for folder in sorted(folders))
 
     def _forget_undo_through(self, seq):
         if seq in self._undo:

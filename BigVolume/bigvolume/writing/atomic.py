@@ -14,7 +14,8 @@ _serial = iter(range(1 << 62))
 _serial_lock = threading.Lock()
 
 
-def _temporary_name(path):
+def temporary_name(path):
+    """A temporary file's name beside `path`, unique to this process and thread (and naming the process)."""
     with _serial_lock:
         n = next(_serial)
     return f"{path}.{os.getpid()}.{threading.get_ident()}.{n}.tmp"
@@ -22,7 +23,7 @@ def _temporary_name(path):
 
 def write_atomically(path, data, durable=True):
     """Replace `path` by `data` (bytes, or a list of bytes written one after another)."""
-    temporary = _temporary_name(path)
+    temporary = temporary_name(path)
     try:
         with open(temporary, "wb") as handle:
             if isinstance(data, (list, tuple)):
@@ -39,6 +40,39 @@ def write_atomically(path, data, durable=True):
         except FileNotFoundError:
             pass
         raise
+
+
+def remove_stale_temporaries(folder):
+    """Remove the temporaries that processes no longer running left in `folder` (killed mid-write); returns
+    how many. A temporary of a live process (another writer at work) is left alone."""
+    removed = 0
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return 0
+    for name in names:
+        parts = name.split(".")
+        if not name.endswith(".tmp") or len(parts) < 5 or not parts[-4].isdigit():
+            continue
+        pid = int(parts[-4])
+        if pid == os.getpid() or _running(pid):
+            continue
+        try:
+            os.remove(os.path.join(folder, name))
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+def _running(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def fsync_file(path):

@@ -309,6 +309,10 @@ class BigVolumeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.ui.budgetSpinBox.value = self.logic.budgetBytes // 1024**2
         self.ui.workersSpinBox.value = self.logic.workers
+        volume = self.logic.volumeOptions
+        self.ui.volumeStreamingCheckBox.checked = volume["enabled"]
+        self.ui.gpuBudgetSpinBox.value = (volume["gpu_voxel_budget"] or 0) // 10**6
+        self.ui.volumeQualitySpinBox.value = volume["quality"]
         self.updateRecentStores()
 
         self.ui.openButton.connect("clicked(bool)", self.onOpenButton)
@@ -323,6 +327,9 @@ class BigVolumeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.cancelConvertButton.connect("clicked(bool)", self.onCancelConvertButton)
         self.ui.budgetSpinBox.connect("valueChanged(int)", self.onBudgetChanged)
         self.ui.workersSpinBox.connect("valueChanged(int)", self.onWorkersChanged)
+        self.ui.volumeStreamingCheckBox.connect("toggled(bool)", self.onVolumeOptionsChanged)
+        self.ui.gpuBudgetSpinBox.connect("valueChanged(int)", self.onVolumeOptionsChanged)
+        self.ui.volumeQualitySpinBox.connect("valueChanged(int)", self.onVolumeOptionsChanged)
 
         self._statusTimer = qt.QTimer()
         self._statusTimer.setInterval(self.statusIntervalMs)
@@ -526,6 +533,22 @@ class BigVolumeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if workers != self.logic.workers:
             self.logic.setWorkers(workers)
 
+    def onVolumeOptionsChanged(self, _=None) -> None:
+        megavoxels = self.ui.gpuBudgetSpinBox.value
+        self.logic.setVolumeOptions(enabled=self.ui.volumeStreamingCheckBox.checked,
+                                    gpu_voxel_budget=megavoxels * 10**6 if megavoxels else None,
+                                    quality=self.ui.volumeQualitySpinBox.value)
+
+
+def threeDViewSize(viewNode):
+    """Pixels of the 3D view widget showing `viewNode` (what the 3D streamer plans its level for)."""
+    layoutManager = slicer.app.layoutManager()
+    for index in range(layoutManager.threeDViewCount if layoutManager else 0):
+        widget = layoutManager.threeDWidget(index)
+        if widget.mrmlViewNode() is viewNode or widget.mrmlViewNode().GetID() == viewNode.GetID():
+            return tuple(widget.threeDView().renderWindow().GetSize())
+    return (512, 512)
+
 
 def pathOrEmpty(path) -> str:
     """The path as text, or "" when unset (a parameter node's Path defaults to '.')."""
@@ -592,7 +615,8 @@ class BigVolumeLogic(ScriptedLoadableModuleLogic):
         if self._session is None:
             from BigVolumeLib.session import BigVolumeSession
 
-            self._session = BigVolumeSession(slicer.mrmlScene, cache_bytes=self.budgetBytes, workers=self.workers)
+            self._session = BigVolumeSession(slicer.mrmlScene, cache_bytes=self.budgetBytes, workers=self.workers,
+                                             view_size=threeDViewSize, volume_options=self.volumeOptions)
         return self._session
 
     def setBudget(self, nbytes: int) -> None:
@@ -604,6 +628,24 @@ class BigVolumeLogic(ScriptedLoadableModuleLogic):
         """Reader threads; applies in place (nothing shown or cached is lost) and the choice is remembered."""
         self._settings().setValue(f"{self.settingsGroup}/FetchThreads", int(workers))
         self.session.set_workers(workers)
+
+    @property
+    def volumeOptions(self) -> dict:
+        """3D streaming settings, remembered between sessions (gpu_voxel_budget None: from the view's GPU memory)."""
+        settings = self._settings()
+        enabled = settings.value(f"{self.settingsGroup}/VolumeStreaming")
+        budget = settings.value(f"{self.settingsGroup}/GPUVoxelBudget")
+        quality = settings.value(f"{self.settingsGroup}/VolumeQuality")
+        return {"enabled": str(enabled).lower() != "false" if enabled is not None else True,
+                "gpu_voxel_budget": int(budget) if budget and int(budget) > 0 else None,
+                "quality": int(quality) if quality else 0}
+
+    def setVolumeOptions(self, **options) -> None:
+        """Change 3D streaming settings (enabled, gpu_voxel_budget, quality); applies at once and is remembered."""
+        names = {"enabled": "VolumeStreaming", "gpu_voxel_budget": "GPUVoxelBudget", "quality": "VolumeQuality"}
+        for name, value in options.items():
+            self._settings().setValue(f"{self.settingsGroup}/{names[name]}", value if value is not None else 0)
+        self.session.set_volume_options(**options)
 
     def recentStores(self) -> list:
         value = self._settings().value(f"{self.settingsGroup}/RecentStores")

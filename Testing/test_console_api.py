@@ -10,13 +10,13 @@ import tifffile
 
 import bigvolume
 from bigvolume.tools.synthetic import SyntheticRockCore
-from BigVolumeLib.offscreen.views import SliceScene
+from BigVolumeLib.offscreen.views import OffscreenScene
 from conftest import ROOT
 from slicer_app_stand_in import Settings, load_module
 
 
 def _scene():
-    views = SliceScene()
+    views = OffscreenScene()
     for name, orientation in (("Red", "Axial"), ("Yellow", "Sagittal"), ("Green", "Coronal")):
         views.add_view(name, orientation, (128, 128))
     return views

@@ -11,7 +11,7 @@ import zarr
 import bigvolume
 from bigvolume.tools.synthetic import SyntheticRockCore
 from BigVolumeLib import scene_state
-from BigVolumeLib.offscreen.views import SliceScene
+from BigVolumeLib.offscreen.views import OffscreenScene
 from BigVolumeLib.region_export import RegionTooLarge
 from BigVolumeLib.session import BigVolumeSession
 
@@ -48,7 +48,7 @@ def tc_store(tmp_path_factory):
 
 
 def _views(size=(160, 140)):
-    scene = SliceScene()
+    scene = OffscreenScene()
     for name, orientation in (("Red", "Axial"), ("Yellow", "Sagittal"), ("Green", "Coronal")):
         scene.add_view(name, orientation, size)
     return scene

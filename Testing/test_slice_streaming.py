@@ -13,7 +13,7 @@ from bigvolume.streaming.readers import ZarrChunkReader
 from bigvolume.streaming.window import display_window
 from bigvolume.streaming.level_choice import choose_level
 from bigvolume.tools.synthetic import SyntheticRockCore
-from BigVolumeLib.offscreen.views import SliceScene
+from BigVolumeLib.offscreen.views import OffscreenScene
 from streaming_helpers import StreamedImage
 
 SHAPE = (96, 128, 160)
@@ -48,7 +48,7 @@ class RecordingReader(ZarrChunkReader):
 
 def _setup(pyramid, orientation="Axial", size=(200, 180), reader=None, layer="background", views=("Red",)):
     image, voxels = pyramid
-    scene = SliceScene()
+    scene = OffscreenScene()
     nodes = {name: scene.add_view(name, orientation, size) for name in views}
     reference = scene.add_volume(voxels, image.levels[0].ijk_to_ras, display_window(image))
     for name in views:
@@ -201,7 +201,7 @@ def test_coarse_preview_is_shown_before_fine_chunks_arrive(pyramid):
 
 def test_three_views_each_get_their_own_level(pyramid):
     image, _ = pyramid
-    scene = SliceScene()
+    scene = OffscreenScene()
     sizes = {"Red": ("Axial", (400, 400)), "Yellow": ("Sagittal", (60, 60)), "Green": ("Coronal", (120, 100))}
     nodes = {name: scene.add_view(name, orientation, size) for name, (orientation, size) in sizes.items()}
     reference = scene.add_volume(pyramid[1], image.levels[0].ijk_to_ras, display_window(image))
@@ -276,7 +276,7 @@ def test_a_view_showing_another_volume_in_the_layer_fetches_nothing_until_shown_
 
 def test_cache_stays_within_its_budget_while_browsing(pyramid):
     image, _ = pyramid
-    scene = SliceScene()
+    scene = OffscreenScene()
     node = scene.add_view("Red", "Axial", (200, 180))
     reference = scene.add_volume(pyramid[1], image.levels[0].ijk_to_ras, display_window(image))
     scene.composite("Red").SetBackgroundVolumeID(reference.GetID())

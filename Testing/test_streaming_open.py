@@ -14,7 +14,7 @@ from bigvolume.streaming.slice_composition import Composition
 from bigvolume.streaming.slice_planner import fill_levels, plan_slice
 from bigvolume.streaming.sources import ChunkSource
 from bigvolume.streaming.window import _percentiles
-from BigVolumeLib.offscreen.views import SliceScene
+from BigVolumeLib.offscreen.views import OffscreenScene
 from streaming_helpers import StreamedImage
 
 
@@ -134,7 +134,7 @@ class _ThreadRecordingReader(ZarrChunkReader):
 def test_the_first_update_shows_the_coarsest_level_before_any_other_read_starts(image, monkeypatch):
     from BigVolumeLib.streaming.slice_streamer import SliceStreamer
 
-    scene = SliceScene()
+    scene = OffscreenScene()
     for name, orientation in {"Red": "Axial", "Yellow": "Sagittal", "Green": "Coronal"}.items():
         scene.add_view(name, orientation, (300, 300))
     coarsest = len(image.levels) - 1

@@ -6,7 +6,7 @@ import pytest
 
 import bigvolume
 from BigVolumeLib import scene_state
-from BigVolumeLib.offscreen.views import SliceScene
+from BigVolumeLib.offscreen.views import OffscreenScene
 from BigVolumeLib.session import BigVolumeSession
 from BigVolumeLib.streaming.streaming_scene import StreamingScene
 
@@ -29,7 +29,7 @@ def stores(tmp_path_factory):
 
 
 def _views(names=("Red", "Yellow")):
-    scene = SliceScene()
+    scene = OffscreenScene()
     orientations = {"Red": "Axial", "Yellow": "Sagittal", "Green": "Coronal"}
     for name in names:
         scene.add_view(name, orientations[name], (96, 80))

@@ -25,7 +25,7 @@ b. Slicer's main thread holds the GIL while Qt idles. Simulated here by
      and collected on the main thread, no Python thread in the path) and with
      `DirectChunkReader` (the Python-thread path, a `ThreadedReader` pool);
    - open -> first complete frame of three 1024 x 1024 slice views
-     (`SliceScene` + `StreamingScene`; loop: `update()`, then the pause),
+     (`OffscreenScene` + `StreamingScene`; loop: `update()`, then the pause),
      with the same two readers.
    Each with its ratio to idle; the goal is the tensorstore path within 10 %
    of idle. The old design's figures are kept in the report for comparison.
@@ -404,7 +404,7 @@ def _compare(runs, key, higher_is_better):
 
 
 def measure_gil(path, repeats, view):
-    from BigVolumeLib.offscreen.views import SliceScene
+    from BigVolumeLib.offscreen.views import OffscreenScene
 
     import bigvolume
 
@@ -430,7 +430,7 @@ def measure_gil(path, repeats, view):
         fetch[runs["idle"][0]["reader"]] = {**_compare(runs, "chunks_per_s", True), "runs": runs}
     results["fetch_all_level0_chunks_per_s"] = fetch
 
-    scene = SliceScene()  # the views exist, and have been drawn, before a store is opened
+    scene = OffscreenScene()  # the views exist, and have been drawn, before a store is opened
     for name, orientation in {"Red": "Axial", "Yellow": "Sagittal", "Green": "Coronal"}.items():
         scene.add_view(name, orientation, (view, view))
     frames = {}

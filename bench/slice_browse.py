@@ -87,11 +87,11 @@ def _shows_data(streamer):
 
 
 def measure(kind, path, budget_mb, scroll=SCROLL, dask_slices=DASK_SLICES):
-    from BigVolumeLib.offscreen.views import SliceScene
+    from BigVolumeLib.offscreen.views import OffscreenScene
     from BigVolumeLib.streaming.streaming_scene import StreamingScene
 
     result = {"store": kind}
-    scene = SliceScene()  # the application and its views exist, and have been drawn, before a store is opened
+    scene = OffscreenScene()  # the application and its views exist, and have been drawn, before a store is opened
     names = {"Red": "Axial", "Yellow": "Sagittal", "Green": "Coronal"}
     nodes = {name: scene.add_view(name, orientation, (VIEW, VIEW)) for name, orientation in names.items()}
     for name in names:
@@ -216,7 +216,7 @@ def _reopen(scene, names, image, budget_mb):
 
 def _slicer_in_memory_fps(image, red):
     """Slicer scrolling an ordinary in-memory volume in the same 1024 x 1024 view: the rate to match."""
-    from BigVolumeLib.offscreen.views import SliceScene
+    from BigVolumeLib.offscreen.views import OffscreenScene
     from BigVolumeLib.volume_nodes import region_ijk_to_ras
 
     level0 = image.levels[0]
@@ -225,7 +225,7 @@ def _slicer_in_memory_fps(image, red):
     box = [(z0, z0 + 64), (int(centre[1]) - VIEW // 2, int(centre[1]) + VIEW // 2),
            (int(centre[0]) - VIEW // 2, int(centre[0]) + VIEW // 2)]
     box = [(max(0, a), min(n, b)) for (a, b), n in zip(box, level0.volume_shape)]
-    scene = SliceScene()
+    scene = OffscreenScene()
     node = scene.add_view("Red", "Axial", (VIEW, VIEW))
     volume = scene.add_volume(image.read(0, box), region_ijk_to_ras(level0, box), (20000, 20000))
     scene.composite("Red").SetBackgroundVolumeID(volume.GetID())

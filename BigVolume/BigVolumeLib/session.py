@@ -1,7 +1,8 @@
 """What the BigVolume module does for one scene, Qt-free: the module panel and the Python console drive it.
 
 A session opens one multiscale image (one channel, one time point) and
-streams it into every slice view of the scene, records a reference to it in
+streams it into every slice view and volume-renders it in every 3D view of
+the scene, records a reference to it in
 the scene (scene_state.py), reports its status, switches channel or time
 point, applies memory settings, reads regions as numpy arrays and exports
 regions into ordinary volume nodes. Closing it frees the chunk cache and
@@ -27,8 +28,14 @@ def axis_sizes(image):
 
 
 class BigVolumeSession:
-    def __init__(self, scene, cache_bytes=None, workers=2, layer="background"):
+    def __init__(self, scene, cache_bytes=None, workers=2, layer="background", view_size=None, volume_options=None):
+        """`view_size(view_node)`: a 3D view's size in pixels (from its widget inside Slicer); `volume_options`:
+        3D streaming settings (enabled, gpu_voxel_budget, quality), as set_volume_options takes them."""
+        from .streaming.volume_streamer import VolumeOptions
+
         self.scene = scene
+        self.view_size = view_size
+        self.volume_options = VolumeOptions(**(volume_options or {}))
         self.cache_bytes = int(cache_bytes) if cache_bytes else default_budget_bytes()
         self.workers = int(workers)
         self.layer = layer
@@ -50,7 +57,8 @@ class BigVolumeSession:
         self._stop()
         self.image, self.channel, self.time_point = image, int(channel), int(time_point)
         if self.streaming is None:
-            self.streaming = StreamingScene(self.scene, cache_bytes=self.cache_bytes, workers=self.workers)
+            self.streaming = StreamingScene(self.scene, cache_bytes=self.cache_bytes, workers=self.workers,
+                                            view_size=self.view_size, volume_options=self.volume_options)
         self.streamed = self.streaming.add_image(image, layer=self.layer, window_level=window_level, fit=fit)
         self._opened_at = time.monotonic()
         # The engine and cache outlive a store (another store, channel or time point reuses them): the status
@@ -142,9 +150,20 @@ class BigVolumeSession:
         if self.streaming is not None:
             self.streaming.set_workers(self.workers)
 
+    def set_volume_options(self, **options):
+        """3D streaming: enabled (volume-render in 3D views), gpu_voxel_budget (voxels per view; None: from the
+        view's GPU memory), quality (levels finer or coarser than the screen asks for); applies at once."""
+        if self.streaming is not None:
+            self.streaming.set_volume_options(**options)  # the same options object: checked and set there
+        else:
+            for name, value in options.items():
+                if not hasattr(self.volume_options, name):
+                    raise ValueError(f"no 3D streaming setting {name!r}")
+                setattr(self.volume_options, name, value)
+
     # -- data -------------------------------------------------------------------
     def levels(self):
-        """The pyramid level each slice view shows, by view name."""
+        """The pyramid level each view shows (slice views, and 3D views as they refine), by view name."""
         return self.streaming.levels(self.streamed) if self.streamed is not None else {}
 
     def read(self, level, box):
@@ -215,6 +234,7 @@ class BigVolumeSession:
                 "errors": [f"level {key[1]} chunk {key[2]}: {error}" for key, error in errors[-3:]],
                 "error_count": engine.error_counts.get(source_id, 0),
                 "view_levels": self.levels(),
+                "volume_views": self.streaming.volume_status(),
                 "window_level": list(self.window_level) if self.window_level else None,
             })
         return info
@@ -239,7 +259,8 @@ class BigVolumeSession:
                          f"{s['chunks_per_s']:.0f} chunks/s since open, {s['mb_per_s_while_reading']:.0f} MB/s while "
                          f"reading, {self.workers} decoding cores")
             views = ", ".join(f"{name}: {level}" for name, level in sorted(s["view_levels"].items()))
-            lines.append(f"level shown: {views or 'no slice view'}")
+            lines.append(f"level shown: {views or 'no view'}")
+            lines += [f"3D {line}" for line in s["volume_views"]]
             if s["error_count"]:
                 lines.append(f"{s['error_count']} chunks could not be read; last: {s['errors'][-1]}")
         return "\n".join(lines)

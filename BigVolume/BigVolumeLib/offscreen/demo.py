@@ -12,7 +12,7 @@ import time
 from bigvolume.store.multiscale import open_image
 
 from ..streaming.streaming_scene import StreamingScene
-from .views import SliceScene, save_png
+from .views import OffscreenScene, save_png
 
 VIEWS = {"Red": "Axial", "Yellow": "Sagittal", "Green": "Coronal"}
 
@@ -31,7 +31,7 @@ def _settle(streaming, done, timeout=120.0):
 def render_demo_views(store, out_dir, size=(256, 256), zooms=(1, 4)):
     """Render the three streamed views at each zoom into `out_dir`; return a list of result dicts."""
     os.makedirs(out_dir, exist_ok=True)
-    scene = SliceScene()
+    scene = OffscreenScene()
     nodes = {name: scene.add_view(name, orientation, size) for name, orientation in VIEWS.items()}
     start = time.perf_counter()
     image = open_image(store)

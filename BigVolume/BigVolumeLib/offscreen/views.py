@@ -1,8 +1,11 @@
-"""Slice views without the Slicer application or a screen: scene, application logic and slice logics.
+"""Slice and 3D views without the Slicer application or a screen: scene, application logic, views.
 
 The blended image a vtkMRMLSliceLogic produces is exactly what Slicer draws in
 that slice view, so tests compare it pixel by pixel, and the demo and the
-benchmarks save or time it. Needs only the MRML classes (slicer-core wheel).
+benchmarks save or time it. A 3D view is a view node with Slicer's own
+displayable managers (camera, view, volume rendering) on an offscreen render
+window (EGL where VTK has it, so no X server is needed), assembled as
+Slicer's qMRMLThreeDView does. Needs only the MRML classes (slicer-core wheel).
 """
 
 import numpy as np
@@ -11,7 +14,7 @@ import vtk
 from vtk.util import numpy_support
 
 
-class SliceScene:
+class OffscreenScene:
     def __init__(self):
         self.scene = slicer.vtkMRMLScene()
         self.app_logic = slicer.vtkSlicerApplicationLogic()
@@ -19,8 +22,30 @@ class SliceScene:
         self.app_logic.GetColorLogic().SetMRMLScene(self.scene)
         self.app_logic.GetColorLogic().AddDefaultColorNodes()
         self.app_logic.SetSliceLogics(vtk.vtkCollection())
+        self.app_logic.SetViewLogics(vtk.vtkCollection())
         slicer.vtkMRMLSliceNode.AddDefaultSliceOrientationPresets(self.scene, True)
         self.logics = {}
+        self.views_3d = {}
+        self._volume_rendering = None
+
+    @property
+    def volume_rendering(self):
+        """The scene's vtkSlicerVolumeRenderingLogic (Slicer's Volume Rendering module logic), made on first use."""
+        if self._volume_rendering is None:
+            logic = slicer.vtkSlicerVolumeRenderingLogic()
+            logic.SetMRMLApplicationLogic(self.app_logic)
+            logic.SetMRMLScene(self.scene)
+            self._volume_rendering = logic
+        return self._volume_rendering
+
+    def add_3d_view(self, name, size=(240, 180)):
+        """A 3D view (its vtkMRMLViewNode); render it with `render_3d(name)`."""
+        view = ThreeDView(self.scene, self.app_logic, name, size)
+        self.views_3d[name] = view
+        return view.view_node
+
+    def render_3d(self, name):
+        return self.views_3d[name].render()
 
     def add_view(self, name, orientation="Axial", size=(256, 256)):
         node = self.scene.CreateNodeByClass("vtkMRMLSliceNode")  # carries the scene's orientation presets
@@ -66,6 +91,68 @@ class SliceScene:
         display.SetAutoWindowLevel(False)
         display.SetWindowLevel(*window_level)
         return node
+
+
+THREE_D_MANAGERS = ("vtkMRMLCameraDisplayableManager", "vtkMRMLViewDisplayableManager",
+                    "vtkMRMLVolumeRenderingDisplayableManager")
+
+
+def offscreen_render_window():
+    """A render window that needs no screen: EGL when VTK was built with it, else VTK's default (OSMesa builds)."""
+    from vtkmodules import vtkRenderingOpenGL2
+
+    window_class = getattr(vtkRenderingOpenGL2, "vtkEGLRenderWindow", None) or vtk.vtkRenderWindow
+    window = window_class()
+    window.SetOffScreenRendering(1)
+    window.SetMultiSamples(0)
+    return window
+
+
+class ThreeDView:
+    """One 3D view: view node (through vtkMRMLViewLogic), renderer and displayable managers, rendered offscreen."""
+
+    def __init__(self, scene, app_logic, name, size):
+        factory = slicer.vtkMRMLThreeDViewDisplayableManagerFactory.GetInstance()
+        factory.SetMRMLApplicationLogic(app_logic)
+        for manager in THREE_D_MANAGERS:
+            if not factory.IsDisplayableManagerRegistered(manager):
+                factory.RegisterDisplayableManager(manager)
+        self.render_window = offscreen_render_window()
+        self.render_window.SetSize(*size)
+        self.renderer = vtk.vtkRenderer()
+        self.render_window.AddRenderer(self.renderer)
+        self.interactor = vtk.vtkGenericRenderWindowInteractor()  # the displayable managers observe one
+        self.interactor.SetRenderWindow(self.render_window)
+        self.interactor.Initialize()
+        self.managers = slicer.vtkMRMLDisplayableManagerGroup()
+        self.managers.Initialize(factory, self.renderer)
+        self.logic = slicer.vtkMRMLViewLogic()
+        self.logic.SetMRMLApplicationLogic(app_logic)
+        self.logic.SetMRMLScene(scene)
+        app_logic.GetViewLogics().AddItem(self.logic)
+        self.view_node = self.logic.AddViewNode(name)
+        self.managers.SetMRMLDisplayableNode(self.view_node)
+
+    @property
+    def size(self):
+        return tuple(self.render_window.GetSize())
+
+    @property
+    def camera_node(self):
+        return self.managers.GetDisplayableManagerByClassName("vtkMRMLCameraDisplayableManager").GetCameraNode()
+
+    def render(self):
+        """The RGBA image of the view, (height, width, 4) uint8, top row first."""
+        self.render_window.Render()
+        grab = vtk.vtkWindowToImageFilter()
+        grab.SetInput(self.render_window)
+        grab.SetInputBufferTypeToRGBA()
+        grab.ReadFrontBufferOff()
+        grab.Update()
+        output = grab.GetOutput()
+        width, height, _ = output.GetDimensions()
+        rows = numpy_support.vtk_to_numpy(output.GetPointData().GetScalars()).reshape(height, width, -1)
+        return rows[::-1].copy()
 
 
 def save_png(rgba, path):

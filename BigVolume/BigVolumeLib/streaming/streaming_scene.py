@@ -1,9 +1,10 @@
 """One streaming scene per MRML scene: one fetch engine and one chunk cache for every view and every source.
 
-Sources (images today; label pyramids next) are added with the layer they
-are shown in; the scene gives every view of a kind it streams (slice views
-today; 3D views next) a streamer for every source, adds streamers for views
-created later and removes those of deleted views. `update()`, called on a
+Sources (images, label pyramids) are added with the layer they are shown
+in; the scene gives every view of a kind it streams a streamer for every
+source (slice views: every source; 3D views: images in the background
+layer, volume-rendered), adds streamers for views created later and removes
+those of deleted views. `update()`, called on a
 timer inside Slicer, lets every streamer plan, steps the engine once and
 composes what arrived. The session and the module's logic use only this.
 """
@@ -25,9 +26,7 @@ from bigvolume.streaming.window import window_from_chunks, window_of_dtype
 
 from .display import SharedDisplay
 from .slice_streamer import SliceStreamer, fit_slice_to_image
-
-# View node class -> streamer class: what the scene streams into. 3D views join here.
-STREAMER_KINDS = {"vtkMRMLSliceNode": SliceStreamer}
+from .volume_streamer import VolumeOptions, VolumeStreamer
 
 
 class StreamedSource:
@@ -43,9 +42,15 @@ class StreamedSource:
 
 
 class StreamingScene:
-    def __init__(self, scene, cache_bytes=None, workers=2):
+    def __init__(self, scene, cache_bytes=None, workers=2, volume_rendering=None, view_size=None,
+                 volume_options=None):
+        """`volume_rendering`: the scene's vtkSlicerVolumeRenderingLogic (inside Slicer, the module's; made here
+        otherwise); `view_size(view_node)`: a 3D view's size in pixels (inside Slicer, from its widget)."""
         self.scene = scene
         self.engine = FetchEngine(ChunkCache(cache_bytes), workers=workers)
+        self._volume_rendering = volume_rendering
+        self.view_size = view_size
+        self.volume_options = volume_options or VolumeOptions()
         self.sources = {}  # source id -> StreamedSource
         self._views_changed = False
         self._scene_observers = [scene.AddObserver(event, self._on_nodes_changed)
@@ -80,21 +85,44 @@ class StreamingScene:
         self.sources.pop(streamed.source.id, None)
 
     # -- views ---------------------------------------------------------------------------------
-    def _view_nodes(self):
+    @property
+    def volume_rendering(self):
+        if self._volume_rendering is None:
+            import slicer
+
+            modules = getattr(slicer, "modules", None)  # inside Slicer: the Volume Rendering module's logic
+            if modules is not None and hasattr(modules, "volumerendering"):
+                self._volume_rendering = modules.volumerendering.logic()
+            else:
+                logic = slicer.vtkSlicerVolumeRenderingLogic()
+                logic.SetMRMLScene(self.scene)
+                self._volume_rendering = logic
+        return self._volume_rendering
+
+    def _view_nodes(self, streamed):
+        """The views a source is streamed into: every slice view; 3D views for an image in the background."""
+        classes = ["vtkMRMLSliceNode"]
+        if streamed.layer == "background" and self.volume_options.enabled:
+            classes.append("vtkMRMLViewNode")
         nodes = []
-        for class_name in STREAMER_KINDS:
+        for class_name in classes:
             collection = self.scene.GetNodesByClass(class_name)
             nodes += [collection.GetItemAsObject(i) for i in range(collection.GetNumberOfItems())]
         return nodes
 
     def _add_streamers(self, streamed):
-        for node in self._view_nodes():
-            if node.GetID() not in streamed.streamers:
-                kind = STREAMER_KINDS[node.GetClassName()]
-                # Named by view, and by layer beside the background, so that two sources in a view tell apart.
-                name = f"BigVolume {node.GetName()}" + ("" if streamed.layer == "background" else f" {streamed.layer}")
-                streamed.streamers[node.GetID()] = kind(self.scene, node, streamed.source, self.engine,
-                                                        streamed.display, layer=streamed.layer, name=name)
+        for node in self._view_nodes(streamed):
+            if node.GetID() in streamed.streamers:
+                continue
+            # Named by view, and by layer beside the background, so that two sources in a view tell apart.
+            name = f"BigVolume {node.GetName()}" + ("" if streamed.layer == "background" else f" {streamed.layer}")
+            if node.GetClassName() == "vtkMRMLSliceNode":
+                streamer = SliceStreamer(self.scene, node, streamed.source, self.engine, streamed.display,
+                                         layer=streamed.layer, name=name)
+            else:
+                streamer = VolumeStreamer(self.scene, node, streamed.source, self.engine, streamed.display,
+                                          self.volume_rendering, self.volume_options, self.view_size, name=f"{name} 3D")
+            streamed.streamers[node.GetID()] = streamer
 
     def _on_nodes_changed(self, caller, event):
         self._views_changed = True
@@ -102,8 +130,8 @@ class StreamingScene:
     def _reconcile_views(self):
         """Streamers for views added since the last update; none for views that were deleted."""
         self._views_changed = False
-        present = {node.GetID() for node in self._view_nodes()}
         for streamed in self.sources.values():
+            present = {node.GetID() for node in self._view_nodes(streamed)}
             for view_id in [v for v in streamed.streamers if v not in present]:
                 streamer = streamed.streamers.pop(view_id)
                 streamer.close()
@@ -114,6 +142,8 @@ class StreamingScene:
         for streamer in streamed.streamers.values():
             if isinstance(streamer, SliceStreamer):
                 fit_slice_to_image(streamer.slice_node, streamed.source.image)
+            else:
+                streamer.fit()
 
     # -- the work ------------------------------------------------------------------------------
     def update(self):
@@ -172,6 +202,24 @@ class StreamingScene:
     def set_workers(self, workers):
         """Reader threads and reads in flight; applies in place: every proxy and cached chunk stays."""
         self.engine.set_workers(workers)
+
+    def set_volume_options(self, **changes):
+        """Change 3D streaming settings (enabled, gpu_voxel_budget, quality, settle_seconds); applies at the next
+        update: turning it off removes the 3D proxies, any other change re-plans every 3D view."""
+        for name, value in changes.items():
+            if not hasattr(self.volume_options, name):
+                raise ValueError(f"no 3D streaming setting {name!r}")
+            setattr(self.volume_options, name, value)
+        self._views_changed = True
+        for streamed in self.sources.values():
+            for streamer in streamed.streamers.values():
+                if isinstance(streamer, VolumeStreamer):
+                    streamer.invalidate()
+
+    def volume_status(self):
+        """One line per 3D view and source: level, region, texture size, whether a finer region is loading."""
+        return [streamer.describe() for streamed in self.sources.values() for streamer in streamed.streamers.values()
+                if isinstance(streamer, VolumeStreamer)]
 
     def levels(self, streamed):
         """The level each view shows of a source, by view name."""

@@ -74,7 +74,7 @@ def _clip_box(box_zyx, shape_zyx):
     return tuple(clipped)
 
 
-def _box_on_level(image, source_level, box_zyx, target_level):
+def box_on_level(image, source_level, box_zyx, target_level):
     """The box of `target_level` voxels covering the same physical region as `box_zyx` of `source_level`."""
     src, dst = image.levels[source_level], image.levels[target_level]
     mapping = dst.ras_to_ijk @ src.ijk_to_ras
@@ -141,7 +141,7 @@ def _plan_aligned(image, level_index, xy_to_ijk, width, height, axes):
     plan = SlicePlan(level_index, "aligned", box, proxy, None)
     if not plan.empty:
         for coarser in range(level_index, len(image.levels)):
-            plan.chunks[coarser] = image.levels[coarser].chunks_in_box(_box_on_level(image, level_index, box, coarser))
+            plan.chunks[coarser] = image.levels[coarser].chunks_in_box(box_on_level(image, level_index, box, coarser))
     return plan
 
 

@@ -728,7 +728,7 @@ class BigVolumeLogic(ScriptedLoadableModuleLogic):
         return self.session.time_point
 
     def levels(self) -> dict:
-        """The pyramid level each slice view shows, by view name."""
+        """The pyramid level each view shows (slice views and 3D views), by view name."""
         return self.session.levels()
 
     def status(self) -> dict:
@@ -834,7 +834,15 @@ class BigVolumeTest(ScriptedLoadableModuleTest):
         self._waitForViews(logic)
         red = slicer.app.layoutManager().sliceWidget("Red").sliceLogic()
         self.assertIn(red.GetSliceCompositeNode().GetBackgroundVolumeID(), logic.proxyNodeIDs())
-        self.assertEqual(set(logic.levels()), {"Red", "Yellow", "Green"})
+        self.assertLessEqual({"Red", "Yellow", "Green"}, set(logic.levels()))
+
+        self.delayDisplay("Volume rendering the visible region in the 3D view")
+        viewNode = slicer.app.layoutManager().threeDWidget(0).mrmlViewNode()
+        streamer = logic.session.streamed.streamers[viewNode.GetID()]
+        self.assertIsNotNone(streamer.render_node)
+        self.assertTrue(streamer.render_node.GetVisibility())
+        self.assertEqual(logic.levels()[viewNode.GetName()], streamer.shown_plan.level)
+        self.assertIn("3D ", logic.statusText())
 
         self.delayDisplay("Exporting an ROI and a whole level")
         roi = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsROINode")

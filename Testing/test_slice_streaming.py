@@ -360,3 +360,19 @@ def test_demo_renders_the_streamed_views_to_png(pyramid, tmp_path):
     by_view = {(r["view"], r["zoom"]): r["level"] for r in results}
     assert all(by_view[(view, 4)] < by_view[(view, 1)] for view in ("Axial", "Sagittal", "Coronal"))
     assert all(r["seconds_to_preview"] is not None for r in results if r["zoom"] == 1)
+
+
+def test_demo_volume_renders_the_store_in_a_3d_view(pyramid, tmp_path):
+    from BigVolumeLib.offscreen.demo import render_demo_3d
+    from BigVolumeLib.offscreen.views import offscreen_3d_works
+
+    if not offscreen_3d_works():
+        pytest.skip("no offscreen OpenGL (EGL or OSMesa) on this machine")
+    image, _ = pyramid
+    result = render_demo_3d(image.location, tmp_path / "views", size=(80, 60))
+    png = vtk.vtkPNGReader()
+    png.SetFileName(result["png"])
+    png.Update()
+    assert png.GetOutput().GetDimensions()[:2] == (80, 60)
+    assert result["seconds_to_preview"] <= result["seconds_to_complete"]
+    assert result["level"] < len(image.levels) - 1  # refined past the coarse whole volume

@@ -10,12 +10,14 @@ import vtk
 import bigvolume
 from bigvolume.streaming.readers import ZarrChunkReader
 from bigvolume.tools.synthetic import SyntheticRockCore
-from BigVolumeLib.offscreen.views import OffscreenScene
+from BigVolumeLib.offscreen.views import OffscreenScene, offscreen_3d_works
 from BigVolumeLib.streaming.volume_streamer import VolumeStreamer, camera_of
 from streaming_helpers import StreamedImage
 
 SHAPE = (96, 128, 160)
 SIZE = (200, 150)
+
+pytestmark = pytest.mark.skipif(not offscreen_3d_works(), reason="no offscreen OpenGL (EGL or OSMesa) on this machine")
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +56,7 @@ def _setup(pyramid, views=("1",), reader=None, cache_bytes=None, slice_views=())
         node.SetBoxVisible(False)
         node.SetAxisLabelsVisible(False)
     streaming = StreamedImage(scene.scene, pyramid, reader=reader(pyramid) if reader else None, cache_bytes=cache_bytes)
-    streaming.streaming.view_size = lambda node: scene.views_3d[node.GetName()].size
+    streaming.streaming.view_size = scene.view_size
     streaming.streaming.set_volume_options(settle_seconds=0.0)
     return scene, nodes, streaming
 

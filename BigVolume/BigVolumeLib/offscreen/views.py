@@ -8,6 +8,11 @@ window (EGL where VTK has it, so no X server is needed), assembled as
 Slicer's qMRMLThreeDView does. Needs only the MRML classes (slicer-core wheel).
 """
 
+import functools
+import os
+import subprocess
+import sys
+
 import numpy as np
 import slicer
 import vtk
@@ -46,6 +51,13 @@ class OffscreenScene:
 
     def render_3d(self, name):
         return self.views_3d[name].render()
+
+    def view_size(self, view_node):
+        """A 3D view's size in pixels (what StreamingScene's `view_size` asks)."""
+        for view in self.views_3d.values():
+            if view.view_node.GetID() == view_node.GetID():
+                return view.size
+        raise KeyError(f"no 3D view for {view_node.GetID()}")
 
     def add_view(self, name, orientation="Axial", size=(256, 256)):
         node = self.scene.CreateNodeByClass("vtkMRMLSliceNode")  # carries the scene's orientation presets
@@ -106,6 +118,18 @@ def offscreen_render_window():
     window.SetOffScreenRendering(1)
     window.SetMultiSamples(0)
     return window
+
+
+@functools.lru_cache(maxsize=None)
+def offscreen_3d_works():
+    """Whether this machine renders offscreen OpenGL (EGL or OSMesa): tried once in a child process, since a
+    missing driver can crash the process that tries."""
+    code = ("from BigVolumeLib.offscreen.views import offscreen_render_window; "
+            "w = offscreen_render_window(); w.SetSize(8, 8); w.Render(); print('ok')")
+    folder = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {**os.environ, "PYTHONPATH": folder + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    return run.returncode == 0 and "ok" in run.stdout
 
 
 class ThreeDView:

@@ -28,6 +28,8 @@ from .display import SharedDisplay
 from .slice_streamer import SliceStreamer, fit_slice_to_image
 from .volume_streamer import VolumeOptions, VolumeStreamer
 
+DEFAULT_VIEW_SIZE = (512, 512)  # a 3D view's pixels when nobody says (no widget: scripts)
+
 
 class StreamedSource:
     """A source as the scene shows it: its layer, its shared display, its streamers by view node ID."""
@@ -99,6 +101,10 @@ class StreamingScene:
                 self._volume_rendering = logic
         return self._volume_rendering
 
+    def _view_size(self, view_node):
+        """A 3D view's size in pixels, asked when a view plans (so `view_size` may be set after the views)."""
+        return self.view_size(view_node) if self.view_size is not None else DEFAULT_VIEW_SIZE
+
     def _view_nodes(self, streamed):
         """The views a source is streamed into: every slice view; 3D views for an image in the background."""
         classes = ["vtkMRMLSliceNode"]
@@ -121,7 +127,7 @@ class StreamingScene:
                                          layer=streamed.layer, name=name)
             else:
                 streamer = VolumeStreamer(self.scene, node, streamed.source, self.engine, streamed.display,
-                                          self.volume_rendering, self.volume_options, self.view_size, name=f"{name} 3D")
+                                          self.volume_rendering, self.volume_options, self._view_size, name=f"{name} 3D")
             streamed.streamers[node.GetID()] = streamer
 
     def _on_nodes_changed(self, caller, event):

@@ -100,13 +100,12 @@ def apply_ct_like(volume_property, window_level):
 class VolumeStreamer:
     """Streams one source into one 3D view (`view_node` is its vtkMRMLViewNode)."""
 
-    def __init__(self, scene, view_node, source, engine, display, volume_rendering, options=None,
-                 view_size=None, name=None):
+    def __init__(self, scene, view_node, source, engine, display, volume_rendering, options, view_size, name=None):
         self.scene, self.view_node, self.source, self.engine = scene, view_node, source, engine
         self.image = source.image
         self.display = display
         self.options = options or VolumeOptions()
-        self.view_size = view_size or (lambda node: (512, 512))
+        self.view_size = view_size  # view node -> (width, height) pixels
         self.requester = f"volume:{view_node.GetID()}:{source.id}"
         self.proxy = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name or f"BigVolume {view_node.GetName()}")
         self.proxy.SetHideFromEditors(True)

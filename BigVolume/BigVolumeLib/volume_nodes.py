@@ -5,13 +5,18 @@ import vtk
 from vtk.util import numpy_support
 
 
-def set_ijk_to_ras(volume_node, matrix):
-    """Give `volume_node` the 4x4 IJK->RAS `matrix` (numpy or nested lists)."""
-    vtk_matrix = vtk.vtkMatrix4x4()
+def vtk_matrix(matrix):
+    """A vtkMatrix4x4 of a 4x4 `matrix` (numpy or nested lists)."""
+    result = vtk.vtkMatrix4x4()
     for row in range(4):
         for column in range(4):
-            vtk_matrix.SetElement(row, column, float(matrix[row][column]))
-    volume_node.SetIJKToRASMatrix(vtk_matrix)
+            result.SetElement(row, column, float(matrix[row][column]))
+    return result
+
+
+def set_ijk_to_ras(volume_node, matrix):
+    """Give `volume_node` the 4x4 IJK->RAS `matrix` (numpy or nested lists)."""
+    volume_node.SetIJKToRASMatrix(vtk_matrix(matrix))
 
 
 def region_ijk_to_ras(level, box):

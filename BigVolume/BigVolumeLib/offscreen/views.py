@@ -18,6 +18,8 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
+from ..volume_nodes import set_ijk_to_ras
+
 
 class OffscreenScene:
     def __init__(self):
@@ -31,6 +33,7 @@ class OffscreenScene:
         slicer.vtkMRMLSliceNode.AddDefaultSliceOrientationPresets(self.scene, True)
         self.logics = {}
         self.views_3d = {}
+        self.overlays = {}  # slice view name -> SliceOverlayView
         self._volume_rendering = None
 
     @property
@@ -75,6 +78,13 @@ class OffscreenScene:
         self.logics[name] = logic
         return node
 
+    def render_overlays(self, name):
+        """What the slice view's displayable managers draw over the slice image (segmentations), on black:
+        (height, width, 4) uint8, top row first. The view's renderer is assembled on first use."""
+        if name not in self.overlays:
+            self.overlays[name] = SliceOverlayView(self.app_logic, self.logics[name].GetSliceNode())
+        return self.overlays[name].render()
+
     def composite(self, name):
         return self.logics[name].GetSliceCompositeNode()
 
@@ -93,11 +103,7 @@ class OffscreenScene:
         image.SetDimensions(voxels.shape[2], voxels.shape[1], voxels.shape[0])
         image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(np.ascontiguousarray(voxels).reshape(-1), deep=True))
         node.SetAndObserveImageData(image)
-        matrix = vtk.vtkMatrix4x4()
-        for r in range(4):
-            for c in range(4):
-                matrix.SetElement(r, c, float(ijk_to_ras[r][c]))
-        node.SetIJKToRASMatrix(matrix)
+        set_ijk_to_ras(node, ijk_to_ras)
         node.CreateDefaultDisplayNodes()
         display = node.GetScalarVolumeDisplayNode()
         display.SetAutoWindowLevel(False)
@@ -130,6 +136,54 @@ def offscreen_3d_works():
     env = {**os.environ, "PYTHONPATH": folder + os.pathsep + os.environ.get("PYTHONPATH", "")}
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     return run.returncode == 0 and "ok" in run.stdout
+
+
+SLICE_MANAGERS = ("vtkMRMLSegmentationsDisplayableManager2D",)
+
+
+def _grab(render_window):
+    """The RGBA image of a render window, (height, width, 4) uint8, top row first."""
+    render_window.Render()
+    grab = vtk.vtkWindowToImageFilter()
+    grab.SetInput(render_window)
+    grab.SetInputBufferTypeToRGBA()
+    grab.ReadFrontBufferOff()
+    grab.Update()
+    output = grab.GetOutput()
+    width, height, _ = output.GetDimensions()
+    rows = numpy_support.vtk_to_numpy(output.GetPointData().GetScalars()).reshape(height, width, -1)
+    return rows[::-1].copy()
+
+
+class SliceOverlayView:
+    """A slice view's renderer with Slicer's 2D displayable managers (as qMRMLSliceView registers them), offscreen.
+
+    The slice image itself comes from the slice logic (`OffscreenScene.render`); this draws what the managers
+    add over it, such as segmentations with their fill and outline.
+    """
+
+    def __init__(self, app_logic, slice_node):
+        factory = slicer.vtkMRMLSliceViewDisplayableManagerFactory.GetInstance()
+        factory.SetMRMLApplicationLogic(app_logic)
+        for manager in SLICE_MANAGERS:
+            if not factory.IsDisplayableManagerRegistered(manager):
+                factory.RegisterDisplayableManager(manager)
+        self.slice_node = slice_node
+        self.render_window = offscreen_render_window()
+        self.renderer = vtk.vtkRenderer()
+        self.render_window.AddRenderer(self.renderer)
+        self.interactor = vtk.vtkGenericRenderWindowInteractor()
+        self.interactor.SetRenderWindow(self.render_window)
+        self.interactor.Initialize()
+        self.managers = slicer.vtkMRMLDisplayableManagerGroup()
+        self.managers.Initialize(factory, self.renderer)
+        self.managers.SetMRMLDisplayableNode(slice_node)
+
+    def render(self):
+        width, height = self.slice_node.GetDimensions()[:2]
+        if tuple(self.render_window.GetSize()) != (width, height):
+            self.render_window.SetSize(width, height)
+        return _grab(self.render_window)
 
 
 class ThreeDView:
@@ -167,16 +221,7 @@ class ThreeDView:
 
     def render(self):
         """The RGBA image of the view, (height, width, 4) uint8, top row first."""
-        self.render_window.Render()
-        grab = vtk.vtkWindowToImageFilter()
-        grab.SetInput(self.render_window)
-        grab.SetInputBufferTypeToRGBA()
-        grab.ReadFrontBufferOff()
-        grab.Update()
-        output = grab.GetOutput()
-        width, height, _ = output.GetDimensions()
-        rows = numpy_support.vtk_to_numpy(output.GetPointData().GetScalars()).reshape(height, width, -1)
-        return rows[::-1].copy()
+        return _grab(self.render_window)
 
 
 def save_png(rgba, path):

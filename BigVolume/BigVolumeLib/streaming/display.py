@@ -15,6 +15,11 @@ class SharedDisplay:
         self._nodes = {}  # display node -> observer tag
         self._applying = False
 
+    @property
+    def ready(self):
+        """Whether views may compose: not before the window is known (the default ramp would flash)."""
+        return self.window_level is not None
+
     def attach(self, display_node):
         """Follow and drive one proxy's scalar volume display node."""
         if self.window_level is not None:

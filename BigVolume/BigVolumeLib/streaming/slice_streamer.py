@@ -72,30 +72,35 @@ class SliceStreamer:
         self.image = source.image
         self.layer = layer
         self.requester = f"slice:{slice_node.GetID()}:{source.id}"
-        self.proxy = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name or f"BigVolume {slice_node.GetName()}")
-        self.proxy.SetHideFromEditors(True)
-        # A scene saves a reference to the store (scene_state.py), never a copy of what a view shows.
-        self.proxy.SetSaveWithScene(False)
-        self.proxy.CreateDefaultDisplayNodes()
-        self.proxy.GetDisplayNode().SetSaveWithScene(False)
         self.display = display
-        display.attach(self.proxy.GetScalarVolumeDisplayNode())
-        self._image_data = vtk.vtkImageData()
-        self.proxy.SetAndObserveImageData(self._image_data)
         self._composition = None  # what the current plan has painted so far
         self._shared = None  # the buffer VTK's scalars point into
         self._plan = None
         self._view_key = None
         self._sent = False  # the plan's needs are with the engine
         self._composed = None  # (view key, the source's generation) last composed
+        self._edits_shown = 0  # the engine's count of the source's content changes, as composed
         self._last_centre = None
         self.complete = False
         self.level = None
         self._observer = slice_node.AddObserver(vtk.vtkCommand.ModifiedEvent, self._on_view_modified)
         self._dirty = True
-        self._composite = composite_node_of(scene, slice_node)
+        self._make_proxy(name or f"BigVolume {slice_node.GetName()}")
+
+    # -- the proxy: a scalar volume node in one layer of the view (LabelSliceStreamer shows segments instead) --
+    def _make_proxy(self, name):
+        self.proxy = self.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+        self.proxy.SetHideFromEditors(True)
+        # A scene saves a reference to the store (scene_state.py), never a copy of what a view shows.
+        self.proxy.SetSaveWithScene(False)
+        self.proxy.CreateDefaultDisplayNodes()
+        self.proxy.GetDisplayNode().SetSaveWithScene(False)
+        self.display.attach(self.proxy.GetScalarVolumeDisplayNode())
+        self._image_data = vtk.vtkImageData()
+        self.proxy.SetAndObserveImageData(self._image_data)
+        self._composite = composite_node_of(self.scene, self.slice_node)
         if self._composite is None:
-            raise RuntimeError(f"slice view {slice_node.GetName()} has no slice composite node")
+            raise RuntimeError(f"slice view {self.slice_node.GetName()} has no slice composite node")
         self._show_in_layer()
         self._composite_observer = self._composite.AddObserver(vtk.vtkCommand.ModifiedEvent, self._on_view_modified)
 
@@ -112,6 +117,11 @@ class SliceStreamer:
     def voxels(self):
         """The proxy's voxels as composed so far (z, y, x numpy array), or None before the first frame."""
         return self._shared
+
+    @property
+    def current_plan(self):
+        """The current SlicePlan (level, kind, box), or None before the first."""
+        return self._plan
 
     @property
     def plan_chunks(self):
@@ -142,7 +152,7 @@ class SliceStreamer:
 
     def plan(self):
         """Re-plan if the slice node changed since the last plan and tell the engine what the view needs now."""
-        if self._plan is not None and not self.shown:  # hidden by the user: withdraw the view's requests
+        if not self.shown:  # hidden by the user: withdraw the view's requests
             if self._sent:
                 self.engine.cancel(self.requester)
                 self._sent = False  # sent again when the proxy is shown again
@@ -162,11 +172,14 @@ class SliceStreamer:
                 self._sent = False
             self._dirty = False
         if not self._sent:
-            key = self.source.key
-            self.engine.submit(self.requester, [(tier, level, distance, key(level, coords))
-                                                for tier, level, distance, coords in self._plan.needs])
-            self._sent = True
+            self._submit()
         return self._plan
+
+    def _submit(self):
+        key = self.source.key
+        self.engine.submit(self.requester, [(tier, level, distance, key(level, coords))
+                                            for tier, level, distance, coords in self._plan.needs])
+        self._sent = True
 
     def compose(self):
         """Compose what has arrived into the proxy, if the view or the cache changed since last time."""
@@ -174,6 +187,12 @@ class SliceStreamer:
         if self._plan is None or state == self._composed or not self.shown:
             return False
         fresh = self._composition is None or self._composition.plan is not self._plan
+        edits = self.engine.edit_count(self.source.id)
+        if not fresh and edits != self._edits_shown:  # chunks it painted were edited: paint them again
+            if self._composition.forget(self.engine.edited_since(self.source.id, self._edits_shown)):
+                self.complete = False
+                self._submit()  # they left the cache: ask for them again
+        self._edits_shown = edits
         if fresh:
             buffer = self._composition.out if self._composition is not None else None
             self._composition = Composition(self.source, self._plan, buffer)
@@ -186,7 +205,12 @@ class SliceStreamer:
         return True
 
     def _push(self, data):
-        image_data = self._image_data
+        self._set_scalars(self._image_data, data)
+        set_ijk_to_ras(self.proxy, self._plan.proxy_ijk_to_ras)
+        self.proxy.Modified()
+
+    def _set_scalars(self, image_data, data):
+        """Let `image_data` show the composition buffer `data` (z, y, x), without a copy when it can."""
         if tuple(image_data.GetDimensions()) != (data.shape[2], data.shape[1], data.shape[0]) or \
                 image_data.GetPointData().GetScalars() is None:
             image_data.SetDimensions(data.shape[2], data.shape[1], data.shape[0])
@@ -200,12 +224,13 @@ class SliceStreamer:
             image_data.GetPointData().SetScalars(scalars)
             self._shared = data
         image_data.Modified()
-        set_ijk_to_ras(self.proxy, self._plan.proxy_ijk_to_ras)
-        self.proxy.Modified()
 
     def close(self):
         self.engine.cancel(self.requester)
         self.slice_node.RemoveObserver(self._observer)
+        self._close_proxy()
+
+    def _close_proxy(self):
         self._composite.RemoveObserver(self._composite_observer)
         self.display.detach(self.proxy.GetScalarVolumeDisplayNode())
         if self.proxy.GetScene() is not None:

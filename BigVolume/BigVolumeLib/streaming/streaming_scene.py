@@ -2,9 +2,9 @@
 
 Sources (images, label pyramids) are added with the layer they are shown
 in; the scene gives every view of a kind it streams a streamer for every
-source (slice views: every source; 3D views: images in the background
-layer, volume-rendered), adds streamers for views created later and removes
-those of deleted views. `update()`, called on a
+source (slice views: every source, label pyramids as segmentations; 3D
+views: images in the background layer, volume-rendered), adds streamers for
+views created later and removes those of deleted views. `update()`, called on a
 timer inside Slicer, lets every streamer plan, steps the engine once and
 composes what arrived. The session and the module's logic use only this.
 """
@@ -18,6 +18,7 @@ try:  # the chunk I/O engine loads with this module (about 15 ms), not between o
 except ImportError:
     pass
 
+from bigvolume.labels.label_source import label_source
 from bigvolume.streaming.cache import ChunkCache
 from bigvolume.streaming.engine import FetchEngine
 from bigvolume.streaming.slice_planner import coarsest_level_needs
@@ -25,9 +26,12 @@ from bigvolume.streaming.sources import ChunkSource
 from bigvolume.streaming.window import window_from_chunks, window_of_dtype
 
 from .display import SharedDisplay
+from .label_streamer import LabelSliceStreamer
+from .segment_display import SegmentDisplay
 from .slice_streamer import SliceStreamer, fit_slice_to_image
 from .volume_streamer import VolumeOptions, VolumeStreamer
 
+SEGMENTATION_LAYER = "segmentation"  # a label pyramid's layer: drawn by Slicer's segmentation displayable managers
 DEFAULT_VIEW_SIZE = (512, 512)  # a 3D view's pixels when nobody says (no widget: scripts)
 
 
@@ -37,6 +41,7 @@ class StreamedSource:
     def __init__(self, source, layer, display):
         self.source, self.layer, self.display = source, layer, display
         self.streamers = {}
+        self.follow = None  # a label pyramid's (editor, listener) while its edits reach the engine
 
     @property
     def window_level(self):
@@ -76,12 +81,27 @@ class StreamingScene:
                                                      for tier, level, d, c in coarsest_level_needs(image)])
         return streamed
 
+    def add_labels(self, binding):
+        """Stream a label pyramid into every slice view, drawn as the bound segmentation node's segments
+        (`binding`: a SegmentationBinding); edits show as their chunks are rewritten. Returns its StreamedSource."""
+        source = label_source(binding.editor, self.engine, threads=self.engine.workers)
+        streamed = StreamedSource(source, SEGMENTATION_LAYER, SegmentDisplay(binding.node))
+        streamed.follow = (binding.editor, source.follow)
+        self.sources[source.id] = streamed
+        self._add_streamers(streamed)
+        self.engine.submit(f"coarsest:{source.id}", [(tier, level, d, source.key(level, c))
+                                                     for tier, level, d, c in coarsest_level_needs(source.image)])
+        return streamed
+
     def remove_source(self, streamed):
         """Stop streaming a source: its proxies, requests and cached chunks go."""
         for streamer in streamed.streamers.values():
             streamer.close()
         streamed.streamers.clear()
         streamed.display.close()
+        if streamed.follow is not None:
+            editor, follow = streamed.follow
+            editor.remove_listener(follow)
         self.engine.cancel(f"coarsest:{streamed.source.id}")
         self.engine.remove_source(streamed.source.id)
         self.sources.pop(streamed.source.id, None)
@@ -107,7 +127,7 @@ class StreamingScene:
 
     def _view_nodes(self, streamed):
         """The views a source is streamed into: every slice view; 3D views for an image in the background."""
-        classes = ["vtkMRMLSliceNode"]
+        classes = ["vtkMRMLSliceNode"]  # 3D surfaces of label pyramids are not streamed yet
         if streamed.layer == "background" and self.volume_options.enabled:
             classes.append("vtkMRMLViewNode")
         nodes = []
@@ -122,7 +142,10 @@ class StreamingScene:
                 continue
             # Named by view, and by layer beside the background, so that two sources in a view tell apart.
             name = f"BigVolume {node.GetName()}" + ("" if streamed.layer == "background" else f" {streamed.layer}")
-            if node.GetClassName() == "vtkMRMLSliceNode":
+            if streamed.layer == SEGMENTATION_LAYER:
+                streamer = LabelSliceStreamer(self.scene, node, streamed.source, self.engine, streamed.display,
+                                              name=f"BigVolume {node.GetName()} {streamed.source.image.name}")
+            elif node.GetClassName() == "vtkMRMLSliceNode":
                 streamer = SliceStreamer(self.scene, node, streamed.source, self.engine, streamed.display,
                                          layer=streamed.layer, name=name)
             else:
@@ -146,6 +169,8 @@ class StreamingScene:
     def fit_views(self, streamed):
         """Show the whole of a source in every slice view (what a user sees on open)."""
         for streamer in streamed.streamers.values():
+            if isinstance(streamer, LabelSliceStreamer):
+                continue
             if isinstance(streamer, SliceStreamer):
                 fit_slice_to_image(streamer.slice_node, streamed.source.image)
             else:
@@ -162,7 +187,7 @@ class StreamingScene:
         self.engine.step()
         changed = False
         for streamed in self.sources.values():
-            if streamed.window_level is None and not self._choose_window(streamed):
+            if not streamed.display.ready and not self._choose_window(streamed):
                 continue  # composing before the window is known would flash the default ramp
             for streamer in streamed.streamers.values():
                 changed |= streamer.compose()

@@ -482,7 +482,18 @@ class Mask(Operation):
         return data
 
 
-OPERATIONS = {cls.kind: cls for cls in (Brush, Polygon, Threshold, Fill, Mask)}
+@dataclass(frozen=True)
+class Clear(Operation):
+    """The segment's voxels become background everywhere (the segment was removed)."""
+
+    kind = "clear"
+    mode = "erase"
+
+    def region(self, level, box, intensities=None, labels=None):
+        return np.ones([b - a for a, b in box], dtype=bool)
+
+
+OPERATIONS = {cls.kind: cls for cls in (Brush, Polygon, Threshold, Fill, Mask, Clear)}
 
 
 def operation_from_json(data):

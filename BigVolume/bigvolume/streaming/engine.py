@@ -35,6 +35,7 @@ CHUNKS_IN_FLIGHT_PER_WORKER = 128  # a deep enough pipeline that the reader's th
 # not compress): reserved in the budget, so resident memory keeps to it while many chunks are in flight.
 RESERVED_PER_DECODED_BYTE = 2
 _ERRORS_KEPT = 64
+_EDITS_KEPT = 1024  # content changes remembered per source, for views that repaint what changed
 _FAILED_KEYS_KEPT = 100_000  # failed chunks are not asked for again (bounded: a store may be wholly corrupt)
 
 
@@ -53,6 +54,7 @@ class FetchEngine:
         self._generations = {}  # source id -> steps in which its chunks arrived
         self._changed = deque()  # (source id, {level: [coords]}) from any thread: chunks whose content changed
         self._stale = set()  # keys whose read started before their content changed: its result is dropped
+        self._edits = {}  # source id -> (changes applied, deque of (change number, keys)): what views repaint
         self.chunks_read = 0
         self.bytes_read = 0
         self.seconds_reading = 0.0  # wall time with reads in flight
@@ -93,6 +95,7 @@ class FetchEngine:
         self._reads = kept
         self.cache.discard(lambda key: key[0] == source_id)
         self._generations.pop(source_id, None)
+        self._edits.pop(source_id, None)
         if source is not None:
             source.close(wait=wait)
 
@@ -122,6 +125,23 @@ class FetchEngine:
             for key in keys:
                 self._failed.pop(key, None)
             self._generations[source_id] = self._generations.get(source_id, 0) + 1
+            count, log = self._edits.setdefault(source_id, (0, deque(maxlen=_EDITS_KEPT)))
+            log.append((count + 1, keys))
+            self._edits[source_id] = (count + 1, log)
+
+    def edit_count(self, source_id):
+        """How many content changes of the source were applied (a view remembers the count it has shown)."""
+        return self._edits.get(source_id, (0, None))[0]
+
+    def edited_since(self, source_id, count):
+        """The keys whose content changed after change number `count`; None if the log no longer reaches back
+        that far (the view then repaints everything)."""
+        current, log = self._edits.get(source_id, (0, ()))
+        if count >= current:
+            return set()
+        if not log or log[0][0] > count + 1:
+            return None
+        return set().union(*(keys for number, keys in log if number > count))
 
     # -- requests ------------------------------------------------------------------------------
     def submit(self, requester, needs):

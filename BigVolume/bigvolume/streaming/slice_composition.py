@@ -62,6 +62,21 @@ class Composition:
                 break
         return arrived
 
+    def forget(self, keys):
+        """Chunks whose content changed: painted again when they arrive anew (until then the old pixels stay,
+        so an edited region never shows a hole). `keys` None: every chunk."""
+        if keys is None:
+            stale = set(self._painted)
+        else:
+            stale = {(level, coords) for source_id, level, coords in keys
+                     if source_id == self.source.id and (level, coords) in self._painted}
+        for level, coords in stale:
+            self._painted.discard((level, coords))
+            self._counts[level] -= 1
+        if stale:
+            self.complete = False
+        return bool(stale)
+
     def update(self, cache):
         """Paint what arrived since the last update; True if anything was painted."""
         if self.plan.empty:
@@ -149,5 +164,18 @@ def _paint_oblique(image, plan, level_index, chunks, out):
         ys, xs = np.mgrid[ya:yb, xa:xb]
         ijk = [np.floor(xy_to_ijk[a, 0] * xs + xy_to_ijk[a, 1] * ys + xy_to_ijk[a, 3] + 0.5).astype(np.int64) for a in range(3)]
         inside = ((ijk[0] >= x0) & (ijk[0] < x1) & (ijk[1] >= y0) & (ijk[1] < y1) & (ijk[2] >= z0) & (ijk[2] < z1))
+        if level_index != plan.level:
+            # A coarser voxel reaches past the edge of the finer volume: fill only where the plan's level has a voxel.
+            inside &= _within_volume(image.levels[plan.level], plan.xy_to_ras, xs, ys)
         if inside.any():
             out[0, ys[inside], xs[inside]] = data[ijk[2][inside] - z0, ijk[1][inside] - y0, ijk[0][inside] - x0]
+
+
+def _within_volume(level, xy_to_ras, xs, ys):
+    """Which slice pixels (xs, ys) fall on a voxel of `level` (nearest voxel centre inside its volume)."""
+    xy_to_ijk = level.ras_to_ijk @ xy_to_ras
+    inside = np.ones(xs.shape, dtype=bool)
+    for axis, size in zip(range(3), level.volume_shape[::-1]):
+        index = np.floor(xy_to_ijk[axis, 0] * xs + xy_to_ijk[axis, 1] * ys + xy_to_ijk[axis, 3] + 0.5)
+        inside &= (index >= 0) & (index < size)
+    return inside

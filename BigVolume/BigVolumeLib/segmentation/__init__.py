@@ -1,0 +1,1 @@
+"""Segmentation in Slicer on label pyramids: the bound segmentation node and the Qt-free editing engine."""

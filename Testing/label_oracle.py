@@ -8,7 +8,7 @@ mode downsampling of the level below, as the pyramid writer makes them.
 
 import numpy as np
 
-from bigvolume.labels.operations import Brush, Fill, Mask, Polygon, Threshold
+from bigvolume.labels.operations import Brush, Clear, Fill, Mask, Polygon, Replace, Threshold
 from bigvolume.writing.downsample import mode_halve
 
 
@@ -76,8 +76,24 @@ def region(op, shape, ijk_to_ras, image, labels):
     raise TypeError(op)
 
 
+def _patch_values(op, shape, ijk_to_ras):
+    """For a Replace: each voxel's patch value, and whether its centre falls in the patch's box."""
+    p = centres(shape, ijk_to_ras)
+    inverse = np.linalg.inv(np.asarray(op.ijk_to_ras))
+    index = np.floor((p @ inverse[:3, :3].T + inverse[:3, 3])[..., ::-1] + 0.5).astype(int) - [a for a, _ in op.box]
+    inside = np.all((index >= 0) & (index < [b - a for a, b in op.box]), axis=-1)
+    values = np.zeros(shape, dtype=op.dtype)
+    values[inside] = op.array()[tuple(index[inside].T)]
+    return values, inside
+
+
 def apply(op, labels, image, ijk_to_ras):
     """Level-0 labels after `op`, voxel by voxel."""
+    if isinstance(op, Replace):  # every voxel in the patch takes its value; no masking
+        values, inside = _patch_values(op, labels.shape, ijk_to_ras)
+        return np.where(inside, values, labels).astype(labels.dtype)
+    if isinstance(op, Clear):
+        return np.where(labels == op.value, 0, labels).astype(labels.dtype)
     r = region(op, labels.shape, ijk_to_ras, image, labels)
     if isinstance(op, Threshold) and op.box_ras is not None:
         p = centres(labels.shape, ijk_to_ras)

@@ -12,9 +12,12 @@ from bigvolume.errors import BigVolumeError, MetadataError, StoreError
 from bigvolume.labels.apply import level_factors
 from bigvolume.labels.editor import LabelEditor, WriterBehind
 from bigvolume.labels.label_store import create_labels, label_names, open_labels
-from bigvolume.labels.operations import Brush, Fill, Mask, Masking, Polygon, Threshold, flood, operation_from_json
+from bigvolume.labels.operations import (Brush, Clear, Fill, Mask, Masking, Polygon, Replace, Threshold, flood,
+                                         operation_from_json)
 from bigvolume.labels.segments import Segment
 from label_helpers import SHAPE, make_image, stored_levels
+
+store_dtype = np.uint8  # the label dtype of the stores these tests create (up to 255 segments)
 
 def random_op(rng, image, level_index):
     lvl = image.levels[level_index]
@@ -25,7 +28,7 @@ def random_op(rng, image, level_index):
                       area_values=(int(rng.integers(0, 4)),),
                       intensity_range=None if rng.random() < 0.6 else tuple(sorted(rng.random(2) * 1000)),
                       overwrite=str(rng.choice(["all", "none", "listed"])), overwrite_values=(int(rng.integers(1, 4)),))
-    kind = rng.choice(["sphere", "disc", "erase", "polygon", "threshold", "mask"])
+    kind = rng.choice(["sphere", "disc", "erase", "polygon", "threshold", "mask", "replace", "clear"])
     radius = float(rng.uniform(0.6, 3.0))
     if kind in ("sphere", "erase"):
         return Brush(value, masking, points=[point() for _ in range(int(rng.integers(1, 4)))], radius_mm=radius,
@@ -51,6 +54,10 @@ def random_op(rng, image, level_index):
                          box_ras=None if rng.random() < 0.3 else (tuple(a), tuple(b)))
     box = tuple((int(s), int(s + rng.integers(1, 6))) for s in (rng.integers(0, n - 1) for n in lvl.volume_shape))
     box = tuple((a, min(b, n)) for (a, b), n in zip(box, lvl.volume_shape))
+    if kind == "clear":
+        return Clear(value)
+    if kind == "replace":  # a patch of labels edited elsewhere, written back whole
+        return Replace.from_labels(lvl, box, rng.integers(0, 4, [b - a for a, b in box]).astype(store_dtype))
     mask = rng.random([b - a for a, b in box]) < 0.5
     return Mask.from_array(value, lvl, box, mask, mask_mode=str(rng.choice(["add", "remove", "set"])), masking=masking)
 

@@ -14,9 +14,12 @@ from ..writing.downsample import mode_halve
 from .operations import intersect
 
 
-def edit(op, old, region, intensities=None, domain=None):
+def edit(op, old, region, intensities=None, domain=None, values=None):
     """New labels of a block from its old labels and the operation's region there (Slicer's masking applied);
-    for mode "set", `domain` is where the segment is replaced (op.domain)."""
+    for mode "set", `domain` is where the segment is replaced (op.domain); for mode "replace", `values` are
+    the new labels over the block (op.values)."""
+    if op.mode == "replace":
+        return np.where(region, values, old).astype(old.dtype, copy=False)
     allowed = region & op.masking.editable(old, intensities)
     if op.mode == "erase":
         return np.where(allowed & (old == op.value), 0, old).astype(old.dtype, copy=False)
@@ -58,7 +61,8 @@ class Rasteriser:
             region = op.region(level, inter, intensities)
         out = labels.copy()
         domain = op.domain(level, inter) if op.mode == "set" else None
-        out[local(inter, box)] = edit(op, old, region, intensities, domain)
+        values = op.values(level, inter) if op.mode == "replace" else None
+        out[local(inter, box)] = edit(op, old, region, intensities, domain, values)
         return out
 
     def forget(self, key):

@@ -483,6 +483,52 @@ class Mask(Operation):
 
 
 @dataclass(frozen=True)
+class Replace(Mask):
+    """The labels of a voxel box of one level, written back whole (an ROI edited elsewhere, as by any of
+    Slicer's effects): at any level each voxel whose centre falls in the box takes the value of the patch voxel
+    it falls in, whatever segment it held. One operation for every segment of the box, undone at once; masking
+    does not apply (the patch was edited with it). `value` is unused."""
+
+    dtype: str = "uint8"
+
+    kind = "replace"
+    mode = "replace"
+
+    @classmethod
+    def from_labels(cls, level, box, labels):
+        box = tuple((int(a), int(b)) for a, b in box)
+        labels = np.ascontiguousarray(labels)
+        if labels.shape != tuple(b - a for a, b in box):
+            raise ValueError(f"labels of shape {labels.shape} do not fill the box {box}")
+        return cls(value=0, ijk_to_ras=level.ijk_to_ras, box=box, bits=zlib.compress(labels.tobytes(), 1),
+                   dtype=str(labels.dtype))
+
+    def array(self):
+        shape = tuple(b - a for a, b in self.box)
+        return np.frombuffer(zlib.decompress(self.bits), dtype=self.dtype).reshape(shape)
+
+    def region(self, level, box, intensities=None, labels=None):
+        return np.broadcast_to(self.domain(level, box), [b - a for a, b in box])
+
+    def values(self, level, box):
+        """The patch's value for each voxel of `box` (0 outside the patch)."""
+        if self._same_grid(level):
+            return self._same_grid_values(box)
+        index, inside = self._mask_index(level, box)
+        out = np.zeros(inside.shape, dtype=self.dtype)
+        out[inside] = self.array()[tuple(index[inside].T)]
+        return out
+
+    def _same_grid_values(self, box):
+        out = np.zeros([b - a for a, b in box], dtype=self.dtype)
+        inter = intersect(box, self.box)
+        if inter is not None:
+            out[tuple(slice(a - o, b - o) for (a, b), (o, _) in zip(inter, box))] = \
+                self.array()[tuple(slice(a - o, b - o) for (a, b), (o, _) in zip(inter, self.box))]
+        return out
+
+
+@dataclass(frozen=True)
 class Clear(Operation):
     """The segment's voxels become background everywhere (the segment was removed)."""
 
@@ -493,7 +539,7 @@ class Clear(Operation):
         return np.ones([b - a for a, b in box], dtype=bool)
 
 
-OPERATIONS = {cls.kind: cls for cls in (Brush, Polygon, Threshold, Fill, Mask, Clear)}
+OPERATIONS = {cls.kind: cls for cls in (Brush, Polygon, Threshold, Fill, Mask, Replace, Clear)}
 
 
 def operation_from_json(data):
@@ -503,7 +549,7 @@ def operation_from_json(data):
     if kind not in OPERATIONS:
         raise ValueError(f"unknown operation kind {kind!r}")
     data["masking"] = Masking(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data["masking"].items()})
-    if kind == "mask":
+    if kind in ("mask", "replace"):
         data["bits"] = base64.b64decode(data["bits"])
     for name in ("points", "vertices", "box_ras", "box", "ijk_to_ras"):
         if isinstance(data.get(name), list):

@@ -1,4 +1,4 @@
-"""`bigvolume labels ...`: label pyramids from the command line (create, import, export, statistics,
+"""`bigvolume labels ...`: label pyramids from the command line (create, import, export, mesh, statistics,
 threshold, replay, undo, status)."""
 
 import contextlib
@@ -94,6 +94,25 @@ def _cmd_export(args):
     return 0
 
 
+def _cmd_mesh(args):
+    from ..labels.meshes import export_meshes
+    from .progress import ProgressBar
+
+    bar = None if args.quiet else ProgressBar("meshing", out=sys.stderr)
+    segments = [int(s) if s.isdigit() else s for s in args.segment] if args.segment else None
+    with _editing(args) as editor:
+        results = export_meshes(editor, args.output, segments, level=args.level, format=args.format,
+                                smoothing=args.smoothing, coordinates=args.coordinates, progress=bar,
+                                **({"block": args.block} if args.block else {}))
+    for r in results:
+        if r.path is None:
+            print(f"{r.name}: no voxels at level {args.level}, no file written")
+        else:
+            print(f"wrote {r.path}: {r.triangles:,} triangles, {r.vertices:,} vertices, "
+                  f"{r.volume_mm3:.3f} mm3, {r.area_mm2:.3f} mm2")
+    return 0
+
+
 def _cmd_stats(args):
     from ..labels.statistics import format_table, segment_statistics
 
@@ -148,7 +167,8 @@ def _cmd_status(args):
 
 
 def add_parser(sub):
-    labels = sub.add_parser("labels", help="label pyramids beside an image: create, import, export, statistics, edit")
+    labels = sub.add_parser("labels", help="label pyramids beside an image: create, import, export, meshes, "
+                                           "statistics, edit")
     commands = labels.add_subparsers(dest="labels_command", required=True)
 
     def command(name, func, help, named=True):
@@ -172,6 +192,18 @@ def add_parser(sub):
     export = command("export", _cmd_export, "export a level as .seg.nrrd (segments kept) or a labelmap .nrrd")
     export.add_argument("output")
     export.add_argument("--level", type=int, default=0, help="pyramid level (default 0: full resolution)")
+    mesh = command("mesh", _cmd_mesh, "closed surface meshes of segments (STL, OBJ or PLY), one file per segment")
+    mesh.add_argument("output", help="a folder (one <segment>.<format> per segment), or a .stl/.obj/.ply file for one")
+    mesh.add_argument("--segment", action="append", metavar="NAME", help="segment name, ID or label value "
+                      "(repeat for more; default: every segment)")
+    mesh.add_argument("--level", type=int, default=0, help="pyramid level (default 0: full resolution)")
+    mesh.add_argument("--format", choices=("stl", "obj", "ply"),
+                      help="file format (default: the output file's extension, else stl)")
+    mesh.add_argument("--smoothing", type=float, default=0.0,
+                      help="0 (none, default) .. 1, as Slicer's closed-surface smoothing factor (its default: 0.5)")
+    mesh.add_argument("--coordinates", choices=("RAS", "LPS"), default="RAS",
+                      help="coordinate system of the files (default RAS; marked in the file as Slicer marks it)")
+    mesh.add_argument("--block", type=int, help="voxels a side read at once, in whole label chunks (default 128)")
     stats = command("stats", _cmd_stats, "per-segment voxel count, volume, bounding box and image intensities")
     stats.add_argument("--level", type=int, default=0, help="pyramid level (default 0: full resolution)")
     stats.add_argument("--json", action="store_true")

@@ -12,14 +12,17 @@ centre must lie within one voxel diagonal of the ideal brush surface.
 import numpy as np
 import pytest
 import slicer
+from vtk.util import numpy_support
 
 from bigvolume.labels.editor import LabelEditor
 from bigvolume.labels.label_store import create_labels
 from bigvolume.labels.segments import Segment
 from BigVolumeLib.offscreen.views import OffscreenScene
+from BigVolumeLib.region_export import RegionTooLarge
 from BigVolumeLib.segmentation.binding import SegmentationBinding
 from BigVolumeLib.segmentation.editing import (SegmentEditing, brush_diameter_mm, interpolate_stroke, mm_per_pixel,
                                                xy_to_ras)
+from BigVolumeLib.segmentation.round_trip import RoiRoundTrip
 from BigVolumeLib.streaming.streaming_scene import StreamingScene
 from label_helpers import make_image
 from slicer_paint_oracle import SlicerPainter
@@ -211,3 +214,68 @@ def test_undo_and_redo_restore_the_labels(setup):
     editing.redo()
     editing.editor.wait()
     assert np.array_equal(store.read_box(0, whole), painted)
+
+
+def test_roi_round_trip_brings_any_slicer_effect_to_bear(setup):
+    image, volume, store, scene, red, editing = setup
+    binding = editing.binding
+    whole = tuple((0, n) for n in SHAPE)
+    editing.submit(editing.stroke(red, [(50, 50)], "rock", 5.0, sphere=True))
+    editing.editor.wait()
+    before = store.read_box(0, whole)
+    roi = scene.scene.AddNewNodeByClass("vtkMRMLMarkupsROINode")
+    lo, hi = image.bounds_ras(0, edges=True)
+    roi.SetCenter(*((lo + hi) / 2))
+    roi.SetSize(*((hi - lo) / 2))
+    trip = RoiRoundTrip(binding, roi)
+    box = trip.plan.box
+    assert np.array_equal(trip.labels(), before[tuple(slice(a, b) for a, b in box)])  # loaded as stored
+    # Edit with Slicer's own logic, as any effect would: erase part of "rock", paint a new segment.
+    logic = slicer.vtkSlicerSegmentEditorLogic()
+    node = scene.scene.AddNewNodeByClass("vtkMRMLSegmentEditorNode")
+    logic.SetMRMLScene(scene.scene)
+    logic.SetSegmentEditorNode(node)
+    logic.SetSegmentationNode(trip.segmentation)
+    logic.SetSourceVolumeNode(trip.volume)
+    new_id = trip.segmentation.GetSegmentation().AddEmptySegment("gas", "gas", [0.1, 0.9, 0.1])
+    logic.ResetModifierLabelmapToDefault()
+    modifier = logic.GetModifierLabelmap()
+    extent = modifier.GetExtent()
+    shape = (extent[5] - extent[4] + 1, extent[3] - extent[2] + 1, extent[1] - extent[0] + 1)
+    voxels = numpy_support.vtk_to_numpy(modifier.GetPointData().GetScalars()).reshape(shape)
+    voxels[:, : shape[1] // 2, :] = 1
+    modifier.Modified()
+    logic.ModifySegmentByLabelmap(trip.segmentation, "rock", modifier,
+                                  slicer.vtkSlicerSegmentEditorLogic.ModificationModeRemove, True, False)
+    voxels[:] = 0
+    voxels[2:5, 3:9, 4:12] = 1
+    modifier.Modified()
+    logic.ModifySegmentByLabelmap(trip.segmentation, new_id, modifier,
+                                  slicer.vtkSlicerSegmentEditorLogic.ModificationModeAdd, True, False)
+    edited = trip.labels()
+    seq = trip.write_back()
+    assert seq is not None and trip.segmentation is None  # one operation; the ROI's nodes are gone
+    assert store.segment("gas").value == 3
+    editing.editor.wait()
+    after = store.read_box(0, whole)
+    inside = tuple(slice(a, b) for a, b in box)
+    assert np.array_equal(after[inside], edited)
+    assert (edited == 3).sum() == 3 * 6 * 8 and not (edited[:, : shape[1] // 2] == 1).any()
+    outside = np.ones(SHAPE, dtype=bool)
+    outside[inside] = False
+    assert np.array_equal(after[outside], before[outside])
+    editing.undo()  # the whole write-back at once
+    editing.editor.wait()
+    assert np.array_equal(store.read_box(0, whole), before)
+
+
+def test_roi_round_trip_refuses_a_region_too_large_and_writes_nothing_unchanged(setup):
+    image, volume, store, scene, red, editing = setup
+    roi = scene.scene.AddNewNodeByClass("vtkMRMLMarkupsROINode")
+    lo, hi = image.bounds_ras(0, edges=True)
+    roi.SetCenter(*((lo + hi) / 2))
+    roi.SetSize(*(hi - lo))
+    with pytest.raises(RegionTooLarge, match="level 0"):
+        RoiRoundTrip(editing.binding, roi, limit_bytes=1000)
+    trip = RoiRoundTrip(editing.binding, roi)
+    assert trip.write_back() is None and not editing.editor.can_undo

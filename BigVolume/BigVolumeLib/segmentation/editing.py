@@ -28,6 +28,8 @@ import slicer
 
 from bigvolume.labels.operations import Brush, Masking, Polygon, Threshold
 
+from ..region_export import roi_ras_bounds
+
 MAXIMUM_POINT_DISTANCE_IN_STROKE = 0.2  # of the brush diameter, as Slicer's Paint effect
 PAINT_DEFAULTS = {"BrushAbsoluteDiameter": 5.0, "BrushRelativeDiameter": 3.0, "BrushDiameterIsRelative": 1,
                   "BrushSphere": 0}  # Slicer's Paint effect defaults (common parameters of the editor node)
@@ -164,12 +166,8 @@ class SegmentEditing:
                        erase=erase)
 
     def threshold(self, segment_id, low, high, roi_node=None):
-        """Threshold the image into the segment within an ROI node's box (None: the whole volume)."""
-        box = None
-        if roi_node is not None:
-            bounds = [0.0] * 6
-            roi_node.GetRASBounds(bounds)
-            box = ((bounds[0], bounds[2], bounds[4]), (bounds[1], bounds[3], bounds[5]))
+        """Threshold the image into the segment within an ROI node's RAS bounding box (None: the whole volume)."""
+        box = None if roi_node is None else tuple(map(tuple, roi_ras_bounds(roi_node)))
         return Threshold(value=self.binding.value_of(segment_id), masking=self.masking(segment_id),
                          low=float(low), high=float(high), box_ras=box)
 

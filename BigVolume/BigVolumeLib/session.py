@@ -15,6 +15,7 @@ from bigvolume.streaming.cache import default_budget_bytes
 from bigvolume.store.multiscale import open_image
 
 from . import region_export, scene_state
+from .segmentation.bound_labels import BoundLabels, bound_segmentation_nodes
 from .streaming.streaming_scene import StreamingScene
 
 
@@ -46,6 +47,7 @@ class BigVolumeSession:
         self.time_point = 0
         self._opened_at = None
         self._saved_window = None  # the display window last written to the scene's store reference
+        self.labels = {}  # label pyramid name -> BoundLabels, while the image is open
 
     # -- opening and closing ------------------------------------------------
     def open(self, location, channel=0, time_point=0, fit=True, window_level=None):
@@ -79,7 +81,12 @@ class BigVolumeSession:
                                    self.window_level, self.layer)
 
     def _stop(self):
-        """Stop streaming the current image (its proxies and cached chunks go); the streaming scene stays."""
+        """Stop streaming the current image (its proxies and cached chunks go); the streaming scene stays.
+        Its label pyramids close without waiting for their writers: what is queued stays journaled and is
+        written when they are opened again."""
+        for labels in self.labels.values():
+            labels.close(wait=False)
+        self.labels.clear()
         if self.streamed is not None:
             self.streaming.remove_source(self.streamed)
             self.streamed = None
@@ -116,7 +123,25 @@ class BigVolumeSession:
         self.layer = reference["layer"]
         self.open(reference["location"], reference["channel"], reference["timePoint"], fit=False,
                   window_level=reference["window_level"])
+        for node, root, name in bound_segmentation_nodes(self.scene):
+            self.open_labels(name, store=None if root == str(self.image.location) else root, segmentation_node=node)
         return True
+
+    # -- label pyramids ---------------------------------------------------------
+    def open_labels(self, name, *, create=False, segments=(), store=None, segmentation_node=None):
+        """Edit and show a label pyramid of the open image (with `create`, a new one): a segmentation node bound
+        to it (given, or new), streamed into every slice view. Returns its BoundLabels (the same one if open)."""
+        self._require_open()
+        if name not in self.labels:
+            self.labels[name] = BoundLabels(self.scene, self.streaming, self.image, name, store=store, create=create,
+                                            segments=segments, segmentation_node=segmentation_node)
+        return self.labels[name]
+
+    def close_labels(self, name, wait=True):
+        """Stop editing and showing a label pyramid (the bound segmentation node stays)."""
+        labels = self.labels.pop(name, None)
+        if labels is not None:
+            labels.close(wait=wait)
 
     # -- channel and time point -----------------------------------------------
     def select(self, channel=None, time_point=None):
@@ -236,6 +261,7 @@ class BigVolumeSession:
                 "view_levels": self.levels(),
                 "volume_views": self.streaming.volume_status(),
                 "window_level": list(self.window_level) if self.window_level else None,
+                "labels": [labels.status_line() for labels in self.labels.values()],
             })
         return info
 
@@ -261,6 +287,7 @@ class BigVolumeSession:
             views = ", ".join(f"{name}: {level}" for name, level in sorted(s["view_levels"].items()))
             lines.append(f"level shown: {views or 'no view'}")
             lines += [f"3D {line}" for line in s["volume_views"]]
+            lines += s["labels"]
             if s["error_count"]:
                 lines.append(f"{s['error_count']} chunks could not be read; last: {s['errors'][-1]}")
         return "\n".join(lines)

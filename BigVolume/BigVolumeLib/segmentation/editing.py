@@ -82,7 +82,7 @@ def interpolate_stroke(points, diameter_mm):
 
 class SegmentEditing:
     """Edits of one bound segmentation from slice views (`streaming`: the StreamingScene that shows it;
-    `editor_node`: the Segment Editor's vtkMRMLSegmentEditorNode, for masking)."""
+    `editor_node`: the Segment Editor's vtkMRMLSegmentEditorNode, for masking; the effects set it)."""
 
     def __init__(self, binding, streaming, editor_node):
         self.binding, self.streaming, self.editor_node = binding, streaming, editor_node
@@ -121,6 +121,8 @@ class SegmentEditing:
     def masking(self, segment_id):
         """Masking of an edit of `segment_id` from the editor node, as Slicer's Segment Editor applies it."""
         node, seg = self.editor_node, slicer.vtkMRMLSegmentationNode
+        if node is None:  # no Segment Editor (scripts): edit everywhere, overwrite all, as Slicer's defaults
+            return Masking()
         mode = node.GetMaskMode()
         if mode == seg.EditAllowedEverywhere:
             area, values = "everywhere", ()

@@ -1,0 +1,86 @@
+"""Label pyramids through the session (what the BigVolumeSegment panel and the effects use): open or create,
+edit from a slice view, status, and a saved scene that brings the bound segmentation back."""
+
+import numpy as np
+import pytest
+import slicer
+
+import bigvolume
+from bigvolume.labels.segments import Segment
+from bigvolume.tools.synthetic import SyntheticRockCore
+from BigVolumeLib.offscreen.views import OffscreenScene
+from BigVolumeLib.segmentation.binding import NAME_ATTRIBUTE
+from BigVolumeLib.session import BigVolumeSession
+
+
+@pytest.fixture
+def store(tmp_path):
+    path = tmp_path / "core.ome.zarr"
+    bigvolume.write_pyramid(SyntheticRockCore((48, 64, 64), seed=2)[0:48], path, coarsest=16, chunks=(16, 32, 32))
+    return str(path)
+
+
+def _views():
+    scene = OffscreenScene()
+    slicer.vtkSlicerSegmentationsModuleLogic().SetMRMLScene(scene.scene)
+    scene.add_view("Red", "Axial", (128, 128))
+    return scene
+
+
+def _settle(session):
+    assert session.streaming.wait_complete(30)
+
+
+def test_labels_open_edit_report_and_come_back_with_the_scene(store, tmp_path):
+    views = _views()
+    session = BigVolumeSession(views.scene, workers=1)
+    session.open(store)
+    labels = session.open_labels("phases", create=True, segments=[Segment(1, "grain", (0.8, 0.7, 0.5)),
+                                                                 Segment(2, "pore", (0.1, 0.3, 1.0))])
+    assert session.open_labels("phases") is labels
+    _settle(session)
+    red = views.scene.GetSingletonNode("Red", "vtkMRMLSliceNode")
+    op = labels.editing.stroke(red, [(40, 40), (90, 80)], "pore", 6.0)
+    labels.editing.submit(op)
+    labels.editor.wait()
+    assert "labels phases: every edit written" in session.status_text()
+    painted = labels.editor.store.read_box(0, tuple((0, n) for n in labels.editor.store.levels[0].volume_shape))
+    assert (painted == 2).sum() > 100 and np.count_nonzero(painted) == (painted == 2).sum()
+    display = labels.node.GetDisplayNode()
+    display.SetSegmentVisibility("grain", False)
+    display.SetOpacity2DFill(0.3)
+    node_id = labels.node.GetID()
+    mrml = tmp_path / "scene.mrml"
+    views.scene.SetURL(str(mrml))
+    assert views.scene.Commit()
+    text = mrml.read_text()
+    assert NAME_ATTRIBUTE in text and "phases" in text
+    session.close()
+
+    reloaded = _views()
+    reloaded.scene.SetURL(str(mrml))
+    assert reloaded.scene.Import()
+    restored = BigVolumeSession(reloaded.scene, workers=1)
+    assert restored.restore()
+    back = restored.labels["phases"]
+    assert back.node.GetID() == node_id  # the saved node, bound again
+    segmentation = back.node.GetSegmentation()
+    assert [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())] == ["grain", "pore"]
+    assert not back.node.GetDisplayNode().GetSegmentVisibility("grain")
+    assert back.node.GetDisplayNode().GetOpacity2DFill() == pytest.approx(0.3)
+    _settle(restored)
+    streamer = next(iter(back.streamed.streamers.values()))
+    assert streamer.complete and (streamer.voxels == 2).any()  # the painted labels stream into the view again
+    restored.close()
+
+
+def test_closing_the_image_closes_its_labels_without_waiting(store):
+    views = _views()
+    session = BigVolumeSession(views.scene, workers=1)
+    session.open(store)
+    labels = session.open_labels("phases", create=True, segments=[Segment(1, "grain")])
+    session.close()
+    assert session.labels == {}
+    nodes = views.scene.GetNodesByClass("vtkMRMLSegmentationNode")
+    nodes = [nodes.GetItemAsObject(i) for i in range(nodes.GetNumberOfItems())]
+    assert [n.GetID() for n in nodes] == [labels.node.GetID()]  # the per-view proxies went; the bound node stays

@@ -4,6 +4,7 @@ edit from a slice view, status, and a saved scene that brings the bound segmenta
 import numpy as np
 import pytest
 import slicer
+import vtk
 
 import bigvolume
 from bigvolume.labels.segments import Segment
@@ -84,3 +85,31 @@ def test_closing_the_image_closes_its_labels_without_waiting(store):
     nodes = views.scene.GetNodesByClass("vtkMRMLSegmentationNode")
     nodes = [nodes.GetItemAsObject(i) for i in range(nodes.GetNumberOfItems())]
     assert [n.GetID() for n in nodes] == [labels.node.GetID()]  # the per-view proxies went; the bound node stays
+
+
+def test_statistics_table_and_mesh_models(store):
+    from bigvolume.labels.meshes import segment_meshes
+    from bigvolume.labels.statistics import segment_statistics
+    from BigVolumeLib.segmentation.results import mesh_model_node, statistics_table
+
+    views = _views()
+    session = BigVolumeSession(views.scene, workers=1)
+    session.open(store)
+    labels = session.open_labels("phases", create=True, segments=[Segment(1, "grain"), Segment(2, "pore")])
+    _settle(session)
+    red = views.scene.GetSingletonNode("Red", "vtkMRMLSliceNode")
+    labels.editing.submit(labels.editing.stroke(red, [(64, 64)], "pore", 8.0, sphere=True))
+    stats = segment_statistics(labels.editor)
+    table = statistics_table(views.scene, stats)
+    assert table.GetNumberOfRows() == 2 and table.GetColumnName(3) == "Volume"
+    assert table.GetCellText(1, 0) == "pore" and int(table.GetCellText(1, 2)) == stats[1].voxel_count > 0
+    assert table.GetCellText(0, 2) == "0" and table.GetColumnUnitLabel("Volume") == "mm3"
+    (mesh,) = segment_meshes(labels.editor, ["pore"])
+    model = mesh_model_node(views.scene, mesh, color=(0.1, 0.3, 1.0))
+    polydata = model.GetPolyData()
+    assert polydata.GetNumberOfPoints() == len(mesh.vertices) and polydata.GetNumberOfPolys() == len(mesh.triangles)
+    mass = vtk.vtkMassProperties()
+    mass.SetInputData(polydata)
+    assert mass.GetVolume() == pytest.approx(mesh.volume_mm3, rel=1e-6)
+    assert mesh.volume_mm3 == pytest.approx(stats[1].volume_mm3, rel=0.15)  # surface half-way between centres
+    session.close()

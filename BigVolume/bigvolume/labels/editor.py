@@ -265,6 +265,12 @@ class LabelEditor:
         return seq
 
     @property
+    def last_undoable(self):
+        """The sequence number `undo()` would undo now, or None."""
+        with self._cond:
+            return self._undo[-1] if self._undo else None
+
+    @property
     def can_undo(self):
         return bool(self._undo)
 

@@ -1,0 +1,204 @@
+import vtk
+
+import ctk
+import qt
+import slicer
+from slicer.i18n import tr as _
+
+from SegmentEditorEffects import AbstractScriptedSegmentEditorEffect
+
+from .effect_base import BigVolumeEffectMixin
+
+
+class SegmentEditorBigVolumeThresholdEffect(BigVolumeEffectMixin, AbstractScriptedSegmentEditorEffect):
+    """Threshold a BigVolume image into a segment: previewed in every slice view at the level it shows, applied
+    at full resolution in an ROI or the whole volume by the background writer, with progress and cancel.
+
+    The preview thresholds what each view's image layer shows (the streamed proxy at that view's level), as
+    Slicer's Threshold effect previews on the resliced source layer.
+    """
+
+    iconName = "SegmentEditorBigVolumeThreshold.png"
+    previewIntervalMs = 200
+
+    def __init__(self, scriptedEffect):
+        scriptedEffect.name = "BigVolume Threshold"  # not translated: it identifies the effect
+        scriptedEffect.title = _("BigVolume Threshold")
+        scriptedEffect.perSegment = True
+        scriptedEffect.requireSegments = True
+        AbstractScriptedSegmentEditorEffect.__init__(self, scriptedEffect)
+        self.previews = {}  # view widget -> (threshold filter, colour map, actor)
+        self.timer = qt.QTimer()
+        self.timer.setInterval(self.previewIntervalMs)
+        self.timer.connect("timeout()", self.onTimer)
+        self.submitted = None  # sequence number of the threshold being written
+
+    def clone(self):
+        import qSlicerSegmentationsEditorEffectsPythonQt as effects
+
+        clonedEffect = effects.qSlicerSegmentEditorScriptedEffect(None)
+        clonedEffect.setPythonSource(__file__.replace("\\", "/"))
+        return clonedEffect
+
+    def helpText(self):
+        return "<html>" + _("""Set the selected segment to the voxels whose intensity is in the range.<br>
+The slice views preview it at the level they show. <b>Apply</b> writes it at full resolution within the ROI
+(or the whole volume when none is chosen) in the background; <b>Cancel</b> takes it back (once the writer has
+finished it, if it had started).""") + "</html>"
+
+    def setupOptionsFrame(self):
+        self.rangeWidget = ctk.ctkRangeWidget()
+        self.rangeWidget.spinBoxAlignment = qt.Qt.AlignTop
+        self.rangeWidget.singleStep = 0.01
+        self.scriptedEffect.addLabeledOptionsWidget(_("Threshold range:"), self.rangeWidget)
+        self.roiSelector = slicer.qMRMLNodeComboBox()
+        self.roiSelector.nodeTypes = ["vtkMRMLMarkupsROINode"]
+        self.roiSelector.noneEnabled = True
+        self.roiSelector.noneDisplay = _("Whole volume")
+        self.roiSelector.addEnabled = False
+        self.roiSelector.removeEnabled = False
+        self.roiSelector.setMRMLScene(slicer.mrmlScene)
+        self.roiSelector.setToolTip(_("Threshold within this ROI only (its bounding box)."))
+        self.scriptedEffect.addLabeledOptionsWidget(_("Region:"), self.roiSelector)
+        self.applyButton = qt.QPushButton(_("Apply"))
+        self.cancelButton = qt.QPushButton(_("Cancel"))
+        self.cancelButton.enabled = False
+        buttons = qt.QHBoxLayout()
+        buttons.addWidget(self.applyButton)
+        buttons.addWidget(self.cancelButton)
+        self.scriptedEffect.addOptionsWidget(buttons)
+        self.progressLabel = qt.QLabel()
+        self.scriptedEffect.addOptionsWidget(self.progressLabel)
+        self.addUndoRedo()
+        self.rangeWidget.connect("valuesChanged(double,double)", self.updateMRMLFromGUI)
+        self.applyButton.connect("clicked()", self.onApply)
+        self.cancelButton.connect("clicked()", self.onCancel)
+
+    def setMRMLDefaults(self):
+        self.scriptedEffect.setParameterDefault("MinimumThreshold", 0.0)
+        self.scriptedEffect.setParameterDefault("MaximumThreshold", 0.0)
+
+    def activate(self):
+        source = self.scriptedEffect.parameterSetNode().GetSourceVolumeNode()
+        if source is not None and source.GetImageData() is not None:
+            low, high = source.GetImageData().GetScalarRange()
+            wasBlocked = self.rangeWidget.blockSignals(True)
+            self.rangeWidget.setRange(low, high)
+            self.rangeWidget.blockSignals(wasBlocked)
+            if self.scriptedEffect.doubleParameter("MinimumThreshold") == \
+                    self.scriptedEffect.doubleParameter("MaximumThreshold"):
+                self.scriptedEffect.setParameter("MinimumThreshold", low + (high - low) * 0.25)
+                self.scriptedEffect.setParameter("MaximumThreshold", high)
+        self.timer.start()
+
+    def deactivate(self):
+        self.timer.stop()
+        for viewWidget, (_threshold, _colours, actor) in self.previews.items():
+            self.scriptedEffect.removeActor2D(viewWidget, actor)
+        self.previews.clear()
+
+    def updateGUIFromMRML(self):
+        wasBlocked = self.rangeWidget.blockSignals(True)
+        self.rangeWidget.setValues(self.scriptedEffect.doubleParameter("MinimumThreshold"),
+                                   self.scriptedEffect.doubleParameter("MaximumThreshold"))
+        self.rangeWidget.blockSignals(wasBlocked)
+
+    def updateMRMLFromGUI(self):
+        self.scriptedEffect.setParameter("MinimumThreshold", self.rangeWidget.minimumValue)
+        self.scriptedEffect.setParameter("MaximumThreshold", self.rangeWidget.maximumValue)
+
+    # -- preview ---------------------------------------------------------------------------------------
+    def onTimer(self):
+        self._updatePreviews()
+        self._updateProgress()
+
+    def _updatePreviews(self):
+        segmentationNode = self.scriptedEffect.parameterSetNode().GetSegmentationNode()
+        segmentID = self.selectedSegmentID()
+        if segmentationNode is None or not segmentID:
+            return
+        color = segmentationNode.GetSegmentation().GetSegment(segmentID).GetColor()
+        low = self.scriptedEffect.doubleParameter("MinimumThreshold")
+        high = self.scriptedEffect.doubleParameter("MaximumThreshold")
+        layoutManager = slicer.app.layoutManager()
+        for name in layoutManager.sliceViewNames():
+            viewWidget = layoutManager.sliceWidget(name)
+            if not viewWidget.isVisible():
+                continue
+            if viewWidget not in self.previews:
+                self.previews[viewWidget] = self._previewPipeline(viewWidget)
+            threshold, colours, _actor = self.previews[viewWidget]
+            threshold.ThresholdBetween(low, high)
+            colours.GetLookupTable().SetTableValue(1, color[0], color[1], color[2], 0.6)
+            threshold.Update()
+            self.scriptedEffect.scheduleRender(viewWidget)
+
+    def _previewPipeline(self, viewWidget):
+        """Threshold of what the view's image layer shows (its resliced 2D image), coloured, drawn over it."""
+        reslice = viewWidget.sliceLogic().GetBackgroundLayer().GetReslice()
+        threshold = vtk.vtkImageThreshold()
+        threshold.SetInputConnection(reslice.GetOutputPort())
+        threshold.SetInValue(1)
+        threshold.SetOutValue(0)
+        threshold.SetOutputScalarTypeToUnsignedChar()
+        table = vtk.vtkLookupTable()
+        table.SetNumberOfTableValues(2)
+        table.SetTableRange(0, 1)
+        table.SetTableValue(0, 0, 0, 0, 0)
+        table.Build()
+        colours = vtk.vtkImageMapToRGBA()
+        colours.SetInputConnection(threshold.GetOutputPort())
+        colours.SetLookupTable(table)
+        mapper = vtk.vtkImageMapper()
+        mapper.SetInputConnection(colours.GetOutputPort())
+        mapper.SetColorWindow(255)
+        mapper.SetColorLevel(127.5)
+        actor = vtk.vtkActor2D()
+        actor.SetMapper(mapper)
+        self.scriptedEffect.addActor2D(viewWidget, actor)
+        return threshold, colours, actor
+
+    # -- apply, progress, cancel -----------------------------------------------------------------------
+    def onApply(self):
+        editing = self.requireEditing()
+        if editing is None:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Failed to apply the threshold."), waitCursor=True):
+            operation = editing.threshold(self.selectedSegmentID(), self.scriptedEffect.doubleParameter("MinimumThreshold"),
+                                          self.scriptedEffect.doubleParameter("MaximumThreshold"),
+                                          self.roiSelector.currentNode())
+            self.submitted = editing.submit(operation)
+            self.cancelButton.enabled = True
+
+    def onCancel(self):
+        """Take back the threshold: dropped if still queued; if the writer has started it, undone once written
+        (on a thread: the panel stays responsive meanwhile)."""
+        import threading
+
+        editing = self.editing()
+        if editing is None or self.submitted is None:
+            return
+        self.cancelButton.enabled = False
+        self.progressLabel.text = _("Cancelling...")
+        seq, self.submitted = self.submitted, None
+
+        def undo():
+            if editing.editor.last_undoable == seq:  # not if a later edit came since (undo would take that)
+                editing.editor.undo()
+
+        threading.Thread(target=undo, name="bigvolume-threshold-cancel", daemon=True).start()
+
+    def _updateProgress(self):
+        editing = self.editing()
+        if editing is None or self.submitted is None:
+            return
+        status = editing.editor.status()
+        if status["pending"] == 0:
+            self.progressLabel.text = _("Written at full resolution.")
+            self.submitted = None
+            self.cancelButton.enabled = False
+        elif status["chunks_total"]:
+            self.progressLabel.text = _("Writing: {done} of {total} chunks").format(done=status["chunks_done"],
+                                                                                 total=status["chunks_total"])
+        else:
+            self.progressLabel.text = editing.editor.describe_backlog()

@@ -218,3 +218,33 @@ def test_segments_added_renamed_and_removed_in_slicer_reach_the_pyramid(labelled
     assert not (store.read_box(len(store.levels) - 1, tuple((0, n) for n in store.levels[-1].volume_shape)) == 3).any()
     streaming.close()
     binding.editor.close()
+
+
+def test_an_edit_shows_at_once_in_the_view_and_the_refresh_brings_the_same_labels(labelled):
+    from BigVolumeLib.segmentation.editing import SegmentEditing
+
+    import bigvolume
+
+    path = labelled[0].location + "-aligned"  # axis-aligned: an axial view is aligned with the voxels
+    bigvolume.write_pyramid(np.zeros((22, 37, 41), np.uint16), path, bigvolume.VolumeGeometry(spacing=(0.4, 0.5, 0.7)),
+                            coarsest=8, chunks=(16, 16, 16))
+    image = bigvolume.open_image(path)
+    store = create_labels(image, "phases", segments=SEGMENTS)
+    fill(store, blobs((22, 37, 41)))
+    scene, nodes, streaming, binding, labels, _ = _setup((image, store), start=False)
+    streamer = next(iter(labels.streamers.values()))
+    assert streaming.wait_complete() and streamer.current_plan.kind == "aligned"
+    editing = SegmentEditing(binding, streaming, None)
+    red = nodes["Red"]
+    before = streamer.voxels.copy()
+    op = editing.stroke(red, [(60, 50), (140, 90)], "pore", 3.0)
+    editing.submit(op)  # no update yet: painted into the view at its level by the engine's rasteriser
+    shown = streamer.voxels.copy()
+    assert (shown != before).any() and ((shown == 2) | (shown == before)).all()
+    assert streaming.wait_complete()  # the edited chunks re-read through the overlay of the queued operation
+    assert np.array_equal(streamer.voxels, shown)
+    binding.editor.start()
+    binding.editor.wait()  # written, coarser levels rebuilt: the view shows the same voxels
+    assert streaming.wait_complete() and np.array_equal(streamer.voxels, shown)
+    streaming.close()
+    binding.editor.close()

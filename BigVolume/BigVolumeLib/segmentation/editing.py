@@ -174,8 +174,14 @@ class SegmentEditing:
                          low=float(low), high=float(high), box_ras=box)
 
     def submit(self, op):
-        """Journal and queue the operation (durable when this returns); it shows in the views at once."""
-        return self.editor.submit(op)
+        """Journal and queue the operation (durable when this returns) and paint it at once into every view
+        that shows these labels aligned with its voxels; oblique views show it as their chunks refresh."""
+        seq = self.editor.submit(op)
+        for streamed in self.streaming.sources.values():
+            if streamed.source.image is self.binding.store:
+                for streamer in streamed.streamers.values():
+                    streamer.show_edit(op, self.editor)
+        return seq
 
     def undo(self):
         return self.editor.undo()

@@ -15,6 +15,7 @@ import numpy as np
 import vtk
 from vtk.util import numpy_support
 
+from bigvolume.streaming.ordering import NOW, VISIBLE
 from bigvolume.streaming.slice_composition import Composition
 from bigvolume.streaming.slice_planner import plan_slice
 
@@ -175,10 +176,12 @@ class SliceStreamer:
             self._submit()
         return self._plan
 
-    def _submit(self):
+    def _submit(self, refresh=False):
+        """Send the plan's needs; `refresh` (chunks edited under a view that shows them): nothing is read on the
+        main thread (NOW is for a view's first frame only), the edited chunks come as any visible chunk."""
         key = self.source.key
-        self.engine.submit(self.requester, [(tier, level, distance, key(level, coords))
-                                            for tier, level, distance, coords in self._plan.needs])
+        self.engine.submit(self.requester, [(VISIBLE if refresh and tier == NOW else tier, level, distance,
+                                             key(level, coords)) for tier, level, distance, coords in self._plan.needs])
         self._sent = True
 
     def compose(self):
@@ -191,7 +194,7 @@ class SliceStreamer:
         if not fresh and edits != self._edits_shown:  # chunks it painted were edited: paint them again
             if self._composition.forget(self.engine.edited_since(self.source.id, self._edits_shown)):
                 self.complete = False
-                self._submit()  # they left the cache: ask for them again
+                self._submit(refresh=True)  # they left the cache: ask for them again
         self._edits_shown = edits
         if fresh:
             buffer = self._composition.out if self._composition is not None else None

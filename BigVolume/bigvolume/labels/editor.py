@@ -222,6 +222,14 @@ class LabelEditor:
             return None, None
         return box, self._rasteriser.apply(op, lvl, box, self.read_box(level, box))
 
+    def rasterise(self, op, level, box, labels):
+        """`labels` of `box` at `level` with `op` applied, exactly as the overlay of reads and the writer apply it:
+        what a view that shows those labels paints at once (Fill, whose region depends on labels around, is
+        left to the overlay: returns None)."""
+        if op.needs_labels_around:
+            return None
+        return self._rasteriser.apply(op, self.store.levels[level], box, labels)
+
     def undo(self):
         """Undo the latest operation; returns its sequence number, or None when there is nothing to undo."""
         with self._cond:

@@ -64,12 +64,13 @@ class Composition:
 
     def forget(self, keys):
         """Chunks whose content changed: painted again when they arrive anew (until then the old pixels stay,
-        so an edited region never shows a hole). `keys` None: every chunk."""
+        so an edited region never shows a hole). `keys` None: every chunk. Chunks of levels coarser than the
+        finest painted are left alone: finer ones cover them (repainting them would repaint the whole view)."""
         if keys is None:
             stale = set(self._painted)
         else:
             stale = {(level, coords) for source_id, level, coords in keys
-                     if source_id == self.source.id and (level, coords) in self._painted}
+                     if source_id == self.source.id and (level, coords) in self._painted and level <= self._finest}
         for level, coords in stale:
             self._painted.discard((level, coords))
             self._counts[level] -= 1

@@ -1,7 +1,4 @@
-import logging
 import os
-
-import vtk
 
 import slicer
 from slicer.i18n import tr as _

@@ -17,7 +17,6 @@ from bigvolume.labels.operations import Brush
 from bigvolume.labels.segments import Segment
 from BigVolumeLib.offscreen.views import OffscreenScene, offscreen_3d_works
 from BigVolumeLib.segmentation.binding import SegmentationBinding
-from BigVolumeLib.streaming.label_streamer import LabelSliceStreamer
 from BigVolumeLib.streaming.segment_display import LABELMAP
 from BigVolumeLib.streaming.streaming_scene import StreamingScene
 from BigVolumeLib.volume_nodes import vtk_matrix

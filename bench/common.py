@@ -4,6 +4,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import time
 
 
@@ -57,3 +58,15 @@ def run_measured(command):
     if process.returncode != 0:
         raise RuntimeError((err.strip().splitlines() or ["failed"])[-1])
     return seconds, peak / 2**20, out
+
+
+def run_child(script, arguments, what):
+    """Run a benchmark's own measurement in a fresh process (`script` with `arguments`), so that its memory and
+    caches are its own; the last line it prints is the JSON of its results, returned and printed here. A failure
+    stops the benchmark with the child's error."""
+    run = subprocess.run([sys.executable, script, *map(str, arguments)], capture_output=True, text=True)
+    if run.returncode != 0:
+        raise SystemExit(f"{what} failed:\n{run.stderr[-3000:]}")
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    print(json.dumps(result, indent=1), flush=True)
+    return result

@@ -30,7 +30,6 @@ BigVolume's pyramid writer from the generated pattern and kept for later runs.
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -38,7 +37,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from common import peak_rss_mb, rss_mb, write_report  # noqa: E402
+from common import peak_rss_mb, rss_mb, run_child, write_report  # noqa: E402
 VIEW = 1024
 SCROLL = 200
 DASK_SLICES = 20
@@ -291,13 +290,8 @@ def main():
         _ensure_disk_store(args.disk_store)
     results = {}
     for kind in kinds:
-        run = subprocess.run([sys.executable, __file__, "--child", kind, args.disk_store, "--budget-mb", str(args.budget_mb),
-                              "--scroll", str(args.scroll), "--dask-slices", str(args.dask_slices)],
-                             capture_output=True, text=True)
-        if run.returncode != 0:
-            raise SystemExit(f"{kind} failed:\n{run.stderr[-3000:]}")
-        results[kind] = json.loads(run.stdout.strip().splitlines()[-1])
-        print(json.dumps(results[kind], indent=1), flush=True)
+        results[kind] = run_child(__file__, ["--child", kind, args.disk_store, "--budget-mb", args.budget_mb,
+                                             "--scroll", args.scroll, "--dask-slices", args.dask_slices], kind)
     notes = ["Timed from open_image() to the views' state; BigVolumeLib.streaming.streaming_scene (which loads tensorstore) is "
              "imported before, as in a session where the module is loaded; zarr's first use in the process is timed.",
              "composed: every proxy holds the data and is handed to Slicer; rendered: Slicer's slice logics also drew "

@@ -30,7 +30,6 @@ The on-disk store is the one bench/slice_browse.py writes (2048^3 uint16,
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -38,7 +37,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from common import peak_rss_mb, rss_mb, write_report  # noqa: E402
+from common import peak_rss_mb, rss_mb, run_child, write_report  # noqa: E402
 from slice_browse import _drop_page_cache, _ensure_disk_store, _store, _wait  # noqa: E402
 
 VIEW_3D = (800, 600)
@@ -180,12 +179,8 @@ def main():
         _ensure_disk_store(args.disk_store)
     results = {}
     for kind in kinds:
-        run = subprocess.run([sys.executable, __file__, "--child", kind, args.disk_store, "--budget-mb",
-                              str(args.budget_mb), "--scroll", str(args.scroll)], capture_output=True, text=True)
-        if run.returncode != 0:
-            raise SystemExit(f"{kind} failed:\n{run.stderr[-3000:]}")
-        results[kind] = json.loads(run.stdout.strip().splitlines()[-1])
-        print(json.dumps(results[kind], indent=1), flush=True)
+        results[kind] = run_child(__file__, ["--child", kind, args.disk_store, "--budget-mb", args.budget_mb,
+                                             "--scroll", args.scroll], kind)
     notes = ["composed: the proxy holds the region and is handed to Slicer; rendered: Slicer's volume rendering also "
              "drew the 800 x 600 view, here with Mesa's llvmpipe on 2 CPU cores through EGL (a GPU renders far faster; "
              "the render times are kept apart for that reason).",

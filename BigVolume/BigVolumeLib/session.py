@@ -110,6 +110,8 @@ class BigVolumeSession:
         if self.streaming is None:
             return False
         changed = self.streaming.update()
+        for labels in self.labels.values():
+            changed |= labels.update()
         if self.window_level != self._saved_window:  # chosen from the first coarse chunks, or dragged: remember it
             self._saved_window = self.window_level
             self._save_reference()

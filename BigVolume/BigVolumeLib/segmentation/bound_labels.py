@@ -1,5 +1,5 @@
 """One label pyramid in a scene: its editor (background writer), the bound segmentation node, its streamed
-display in every slice view and the editing engine, opened and closed together. The session keeps one per
+display in every slice view, its surfaces in the 3D views and the editing engine, opened and closed together. The session keeps one per
 label pyramid of the open image; the BigVolumeSegment panel and the effects use it.
 
 A scene saved meanwhile keeps, on the bound segmentation node, which label pyramid it stands for
@@ -12,6 +12,7 @@ from bigvolume.labels.label_store import create_labels, open_labels
 
 from .binding import NAME_ATTRIBUTE, STORE_ATTRIBUTE, SegmentationBinding
 from .editing import SegmentEditing
+from .surfaces import SegmentSurfaces
 
 
 def bound_segmentation_nodes(scene):
@@ -28,9 +29,10 @@ def bound_segmentation_nodes(scene):
 
 class BoundLabels:
     def __init__(self, scene, streaming, image, name, *, store=None, create=False, segments=(),
-                 segmentation_node=None, durable=True):
+                 segmentation_node=None, durable=True, surfaces=True):
         """Open (or with `create`, make) the label pyramid `name` of `image` (beside it, or in the separate local
-        `store`), bind a segmentation node to it (`segmentation_node`, or a new one) and stream it."""
+        `store`), bind a segmentation node to it (`segmentation_node`, or a new one), stream it into the slice
+        views and, with `surfaces`, show its segments' surfaces in the 3D views."""
         if create:
             labels = create_labels(image, name, store=store, segments=segments)
         else:
@@ -44,6 +46,11 @@ class BoundLabels:
             raise
         self.streaming = streaming
         self.editing = SegmentEditing(self.binding, streaming, None)
+        self.surfaces = SegmentSurfaces(scene, self.binding) if surfaces else None
+
+    def update(self):
+        """The main thread's share of the background work (the session's timer): finished surfaces."""
+        return self.surfaces.update() if self.surfaces is not None else False
 
     @property
     def name(self):
@@ -62,13 +69,16 @@ class BoundLabels:
         if s["error"]:
             return f"labels {self.name}: the writer stopped: {s['error']}"
         rate = f", writing {s['voxels_per_second'] / 1e6:.1f} M voxels/s" if s["voxels_per_second"] else ""
+        surfaces = f"; {self.surfaces.status_line()}" if self.surfaces is not None else ""
         if not s["pending"]:
-            return f"labels {self.name}: every edit written{rate}"
-        return f"labels {self.name}: {self.editor.describe_backlog()}{rate}"
+            return f"labels {self.name}: every edit written{rate}{surfaces}"
+        return f"labels {self.name}: {self.editor.describe_backlog()}{rate}{surfaces}"
 
     def close(self, wait=True):
         """Stop streaming and editing; with `wait`, after every queued edit is written (else it is replayed on the
         next open). The bound segmentation node stays in the scene (it is the user's)."""
         self.streaming.remove_source(self.streamed)
+        if self.surfaces is not None:
+            self.surfaces.close()
         self.binding.close()
         self.editor.close(wait=wait)

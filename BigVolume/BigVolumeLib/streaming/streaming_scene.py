@@ -11,8 +11,6 @@ composes what arrived. The session and the module's logic use only this.
 
 import time
 
-import vtk
-
 try:  # the chunk I/O engine loads with this module (about 15 ms), not between opening a store and its first frame
     import tensorstore  # noqa: F401
 except ImportError:

@@ -39,6 +39,14 @@ def test_labels_open_edit_report_and_come_back_with_the_scene(store, tmp_path):
     labels = session.open_labels("phases", create=True, segments=[Segment(1, "grain", (0.8, 0.7, 0.5)),
                                                                  Segment(2, "pore", (0.1, 0.3, 1.0))])
     assert session.open_labels("phases") is labels
+    # The reference geometry is the source volume's, the coarsest level: Slicer's own effects on the bound node
+    # allocate images of it, which stay small.
+    geometry = slicer.vtkOrientedImageData()
+    slicer.vtkSegmentationConverter.DeserializeImageGeometry(labels.node.GetSegmentation().GetConversionParameter(
+        slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()), geometry, False)
+    coarsest = labels.editor.store.levels[-1].volume_shape
+    assert geometry.GetExtent() == (0, coarsest[2] - 1, 0, coarsest[1] - 1, 0, coarsest[0] - 1)
+    assert labels.binding.source_volume.GetImageData().GetDimensions() == coarsest[::-1]
     _settle(session)
     red = views.scene.GetSingletonNode("Red", "vtkMRMLSliceNode")
     op = labels.editing.stroke(red, [(40, 40), (90, 80)], "pore", 6.0)

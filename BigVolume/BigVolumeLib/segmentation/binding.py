@@ -7,12 +7,15 @@ segments are empty labelmaps): every view shows the pyramid through proxies
 streamed at the view's own level (streaming/label_streamer.py), and edits go
 to the pyramid as operations (segmentation/editing.py).
 
-Reference geometry: the pyramid's level 0, so that what Slicer derives from
-the segmentation (its extent, the ROI round trip's grid) is the full
-resolution. Source volume for the Segment Editor: a small ordinary volume
-holding the image's coarsest level (`source_volume`), which also gives
-Slicer's effects an intensity range; it is a stand-in, the pyramid is read
-for every edit.
+Source volume for the Segment Editor (which enables its effects only with
+one): a small ordinary volume holding the image's coarsest level
+(`source_volume`), which also gives effects an intensity range; it is a
+stand-in, the pyramid is read for every edit. Reference geometry: that same
+coarsest level. Slicer's own effects allocate whole reference-geometry
+images (the modifier and mask labelmaps), so with level 0 there one of them
+used on the bound node by mistake would try to allocate the full-resolution
+volume; at the coarsest level it stays small (and edits only the bound node,
+never the pyramid: the ROI round trip is the way to use them).
 """
 
 import slicer
@@ -47,7 +50,7 @@ class SegmentationBinding:
 
     # -- geometry and the Segment Editor's source volume --------------------------------------------------
     def _set_reference_geometry(self):
-        level = self.store.levels[0]
+        level = self.store.levels[-1]
         z, y, x = level.volume_shape
         geometry = slicer.vtkSegmentationConverter.SerializeImageGeometry(vtk_matrix(level.ijk_to_ras),
                                                                           [0, x - 1, 0, y - 1, 0, z - 1])

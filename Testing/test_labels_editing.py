@@ -316,3 +316,56 @@ def test_segments_can_be_renamed_and_recoloured(tmp_path):
     editor.submit(Threshold(1, low=0, high=10))
     with pytest.raises(BigVolumeError, match="not running"):
         editor.wait()
+
+
+def test_cancel_drops_a_queued_operation_and_stops_one_being_written(tmp_path, small_chunks):
+    import threading
+
+    image, volume = make_image(tmp_path / "img.ome.zarr")
+    store = create_labels(image, "seg", segments=[Segment(v, f"s{v}") for v in (1, 2)])
+    editor = LabelEditor(store, durable=False, start=False)
+    editor.submit(Brush(1, points=[tuple(np.mean(image.bounds_ras(), axis=0))], radius_mm=3.0))
+    threshold = Threshold(2, low=0, high=600)
+    seq = editor.submit(threshold)
+    assert editor.cancel(seq) and editor.can_redo  # queued: dropped
+    assert not editor.cancel(seq)  # no longer the latest operation
+    editor.start()
+    editor.wait()
+    before = stored_levels(store)
+    assert (before[0] == 1).any() and not (before[0] == 2).any()
+
+    # Being written: the writer stops at its next chunk and puts back what it wrote.
+    gate, written = threading.Event(), []
+    put = editor._put
+
+    def slow_put(level, coords, encoded):
+        put(level, coords, encoded)
+        written.append((level, coords))
+        if level == 0 and len(written) == 2:
+            gate.wait(10)
+
+    editor._put = slow_put
+    seq = editor.submit(threshold)
+    while len(written) < 2:
+        threading.Event().wait(0.01)
+    assert (store.read_box(0, tuple((0, n) for n in SHAPE)) == 2).any()  # partly written
+    cancelled = []
+    canceller = threading.Thread(target=lambda: cancelled.append(editor.cancel(seq)))
+    canceller.start()
+    while editor._cancelling != seq:
+        threading.Event().wait(0.01)
+    gate.set()
+    canceller.join(10)
+    assert cancelled == [True] and editor.can_redo and editor.status()["pending"] == 0
+    assert editor.status()["chunks_total"] == 0
+    for level, (got, want) in enumerate(zip(stored_levels(store), before)):
+        assert np.array_equal(got, want), f"level {level}"
+    editor.close()
+
+    # Reopened: nothing to replay, the operation can be redone and lands as the oracle says.
+    with LabelEditor(store, durable=False) as reopened:
+        assert reopened.replayed == 0 and reopened.can_redo
+        reopened.redo()
+        reopened.wait()
+    check_against_oracle(store, image, volume,
+                         [Brush(1, points=[tuple(np.mean(image.bounds_ras(), axis=0))], radius_mm=3.0), threshold])

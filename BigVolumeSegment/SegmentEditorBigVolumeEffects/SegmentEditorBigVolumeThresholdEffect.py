@@ -43,8 +43,7 @@ class SegmentEditorBigVolumeThresholdEffect(BigVolumeEffectMixin, AbstractScript
     def helpText(self):
         return "<html>" + _("""Set the selected segment to the voxels whose intensity is in the range.<br>
 The slice views preview it at the level they show. <b>Apply</b> writes it at full resolution within the ROI
-(or the whole volume when none is chosen) in the background; <b>Cancel</b> takes it back (once the writer has
-finished it, if it had started).""") + "</html>"
+(or the whole volume when none is chosen) in the background; <b>Cancel</b> takes it back.""") + "</html>"
 
     def setupOptionsFrame(self):
         self.rangeWidget = ctk.ctkRangeWidget()
@@ -171,8 +170,8 @@ finished it, if it had started).""") + "</html>"
             self.cancelButton.enabled = True
 
     def onCancel(self):
-        """Take back the threshold: dropped if still queued; if the writer has started it, undone once written
-        (on a thread: the panel stays responsive meanwhile)."""
+        """Take back the threshold: dropped if still queued; if the writer is writing it, it stops at its next
+        chunk and puts back what it wrote (on a thread: the panel stays responsive meanwhile)."""
         import threading
 
         editing = self.editing()
@@ -181,12 +180,8 @@ finished it, if it had started).""") + "</html>"
         self.cancelButton.enabled = False
         self.progressLabel.text = _("Cancelling...")
         seq, self.submitted = self.submitted, None
-
-        def undo():
-            if editing.editor.last_undoable == seq:  # not if a later edit came since (undo would take that)
-                editing.editor.undo()
-
-        threading.Thread(target=undo, name="bigvolume-threshold-cancel", daemon=True).start()
+        threading.Thread(target=editing.editor.cancel, args=(seq,), name="bigvolume-threshold-cancel",
+                         daemon=True).start()
 
     def _updateProgress(self):
         editing = self.editing()

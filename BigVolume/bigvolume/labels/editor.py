@@ -63,6 +63,10 @@ class _Stopped(Exception):
     """close(wait=False) stopped the writer inside an operation; the journal still holds it."""
 
 
+class _Cancelled(Exception):
+    """cancel() stopped the writer inside the operation it takes back."""
+
+
 @dataclass
 class _Task:
     tid: int
@@ -100,6 +104,7 @@ class LabelEditor:
         self._unsynced = []  # chunk files written by the operation being written, to fsync before its done mark
         self._closing = False
         self._stop_now = threading.Event()
+        self._cancelling = None  # sequence number cancel() asks the writer to stop writing and take back
         self.progress = (0, 0)  # level-0 chunks done and total of the operation being written
         self.error = None
         self.written_voxels, self.written_seconds = 0, 0.0
@@ -256,6 +261,49 @@ class LabelEditor:
         self._mark_done(batch)
         return seq
 
+    def cancel(self, seq):
+        """Take back operation `seq` if it is the latest (a long threshold, say): dropped if still queued; if the
+        writer is writing it alone, it stops at its next chunk and puts back the before-images of everything the
+        operation may have changed; if it is written (or being written with others), undone. Returns True if it
+        was taken back (redo() applies it again)."""
+        with self._cond:
+            if not self._undo or self._undo[-1] != seq:
+                return False
+            started = any(t.seq == seq and t.kind == "apply" and t.state == "started" for t in self._queue)
+            if started:
+                self._cancelling = seq
+                while any(t.seq == seq and t.kind == "apply" for t in self._queue) and self._cancelling == seq:
+                    self._raise_error()
+                    self._cond.wait(0.05)
+                if seq in self._redo:  # the writer took it back
+                    return True
+                self._cancelling = None  # written (with others in one batch) before it looked: undone below
+        return self.undo() == seq
+
+    def _take_back(self, task):
+        """The writer's side of cancel(): a restore of the operation's before-images (all saved before its first
+        chunk was written) is journaled, then written, then both are marked done. A crash in between replays the
+        operation, then the restore: the labels end as before it either way."""
+        with self._cond:
+            tid = self._next
+            self._next += 1
+            self.journal.append({"t": tid, "restore": task.seq})
+            self._move(self._undo, self._redo, task.seq)
+        restore = _Task(tid, "restore", task.seq, task.op)
+        self._execute([restore])
+        with self._cond:
+            self.journal.append({"done": task.tid}, sync=False)
+            self.journal.append({"done": tid}, sync=self.durable)
+            if task in self._queue:
+                self._queue.remove(task)
+            task.state = "done"
+            self._rasteriser.forget(("write", task.tid))
+            self._rasteriser.forget(task.tid)
+            self._cancelling = None
+            self.progress = (0, 0)
+            self._cond.notify_all()
+        self._notify(restore.touched)
+
     def redo(self):
         """Apply again the latest undone operation; returns its sequence number, or None."""
         with self._cond:
@@ -271,12 +319,6 @@ class LabelEditor:
             self._cond.notify_all()
         self._notify(self._boxes(op))
         return seq
-
-    @property
-    def last_undoable(self):
-        """The sequence number `undo()` would undo now, or None."""
-        with self._cond:
-            return self._undo[-1] if self._undo else None
 
     @property
     def can_undo(self):
@@ -389,6 +431,9 @@ class LabelEditor:
                 self._execute(batch)
             except _Stopped:
                 return
+            except _Cancelled:
+                self._take_back(batch[0])
+                continue
             except BaseException as error:  # kept for status and wait(); the tasks stay journaled
                 with self._cond:
                     for task in batch:
@@ -494,6 +539,8 @@ class LabelEditor:
         def one(coords):
             if self._stop_now.is_set():
                 raise _Stopped
+            if write_now and self._cancelling == head.seq and self.before.has(head.seq):
+                raise _Cancelled  # (without before-images it cannot be put back: it is written whole)
             with self._cond:
                 self.progress = (self.progress[0] + 1, len(order))
             box = lvl.chunk_box(coords)

@@ -140,6 +140,23 @@ def test_blocking_changes_nothing(labelled):
     assert np.array_equal(canonical(odd.triangles), canonical(whole.triangles))
 
 
+def test_blocks_meshed_on_worker_processes_and_on_dask_give_the_same_meshes(labelled):
+    import distributed
+
+    store, _ = labelled
+    here = segment_meshes(store, [1, 2, 3, 4], block=BLOCK)
+    pooled = segment_meshes(store, [1, 2, 3, 4], block=BLOCK, workers=2)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        done = []
+        dasked = segment_meshes(store, [1, 2, 3, 4], block=BLOCK, scheduler=cluster.scheduler_address,
+                                progress=lambda d, total: done.append(d))
+    assert done[-1] == 3 * 5 * 6
+    for other in (pooled, dasked):
+        for a, b in zip(here, other):  # blocks arrive in any order: the weld gives the same vertices
+            assert np.array_equal(a.vertices, b.vertices)
+            assert np.array_equal(canonical(a.triangles), canonical(b.triangles))
+
+
 def test_smoothing_keeps_the_welded_mesh_closed(labelled):
     store, _ = labelled
     plain = segment_mesh(store, "ball", block=BLOCK)

@@ -30,10 +30,11 @@ named by its position on the doubled voxel grid (an exact integer), so the
 vertices that two blocks make on their shared face are the same key and
 become one vertex: no tolerance, and the mesh does not depend on the blocking.
 Only blocks whose read box touches a stored chunk are read (the rest are
-background). Blocks are meshed one after another in this process (the
-conversion's process-pool and Dask runners run pyramid stages, not functions
-of a block). The mesh itself (vertices, triangles) is held whole: it is what
-is returned or written.
+background). Blocks are meshed in this process, on local worker processes
+(`workers`) or on a Dask cluster (`scheduler`, as the conversion runs there):
+a worker opens the labels by name and returns its block's triangles as
+vertex keys, and this process welds them. The mesh itself (vertices,
+triangles) is held whole: it is what is returned or written.
 
 Smoothing. Taubin's windowed sinc (a Chebyshev expansion of a low-pass filter
 of the umbrella Laplacian, Hamming window), like Slicer's "Smoothing factor",
@@ -228,34 +229,104 @@ def _blocks(lvl, block_shape):
     return [(z, y, x) for z in ranges[0] for y in ranges[1] for x in ranges[2]]
 
 
-def _mesh_keys(store, level, values, block, progress=None):
-    """{value: triangles as vertex keys} for each label value of `values`, every block read once."""
+def _mesh_keys(store, level, values, block, progress=None, workers=None, scheduler=None):
+    """{value: triangles as vertex keys} for each label value of `values`, every block read once: here, on
+    `workers` local processes, or on the Dask cluster at `scheduler` (only names travel to a worker)."""
     lvl = store.levels[level]
     strides = _key_strides(lvl.volume_shape)
     stored = set(store.stored_chunks(level))
-    found = {v: [] for v in values}
     blocks = _blocks(lvl, _block_shape(lvl, block))
-    for done, box in enumerate(blocks, start=1):
-        # Read one voxel more on the upper sides (cells across the border), and pad outside the volume with
-        # background: one voxel below the first block and above the last, so surfaces close there.
-        read = tuple((a, min(b + 1, n)) for (a, b), n in zip(box, lvl.volume_shape))
-        if stored.isdisjoint(lvl.chunks_in_box(read)):
-            if progress:
-                progress(done, len(blocks))
-            continue
-        labels = store.read_box(level, read)
-        pad = [(1 if a == 0 else 0, b + 1 - r1) for (a, b), (_, r1) in zip(box, read)]
-        origin = np.array([a - before for (a, _), (before, _) in zip(box, pad)], dtype=np.int64)
-        present = _present(labels, values)
-        if present:
-            labels = np.pad(labels, pad)
-            for value in present:
-                triangles = _block_triangles(labels == value, origin, strides)
-                if len(triangles):
-                    found[value].append(triangles)
+    # Only blocks whose read box touches a stored chunk can hold a surface (the rest are background).
+    wanted = [box for box in blocks if not stored.isdisjoint(lvl.chunks_in_box(_read_box(box, lvl)))]
+    found = {v: [] for v in values}
+    done = len(blocks) - len(wanted)
+    for result in _map_blocks(store, level, list(values), wanted, strides, workers, scheduler):
+        for value, triangles in result.items():
+            found[value].append(triangles)
+        done += 1
         if progress:
             progress(done, len(blocks))
     return {v: np.concatenate(t) if t else np.zeros((0, 3), dtype=np.int64) for v, t in found.items()}
+
+
+def _read_box(box, lvl):
+    """A block with one voxel more on its upper sides (the cells across its border)."""
+    return tuple((a, min(b + 1, n)) for (a, b), n in zip(box, lvl.volume_shape))
+
+
+def _block_keys(store, level, values, box, strides):
+    """{value: triangles as vertex keys} of one block, for the values present in it."""
+    lvl = store.levels[level]
+    read = _read_box(box, lvl)
+    labels = store.read_box(level, read)
+    present = _present(labels, values)
+    if not present:
+        return {}
+    # Pad outside the volume with background: one voxel below the first block and above the last, so surfaces
+    # close there.
+    pad = [(1 if a == 0 else 0, b + 1 - r1) for (a, b), (_, r1) in zip(box, read)]
+    origin = np.array([a - before for (a, _), (before, _) in zip(box, pad)], dtype=np.int64)
+    labels = np.pad(labels, pad)
+    found = {}
+    for value in present:
+        triangles = _block_triangles(labels == value, origin, strides)
+        if len(triangles):
+            found[value] = triangles
+    return found
+
+
+def _store_address(store):
+    """What opens the same label store elsewhere: the image's location, the labels' name, their separate store."""
+    root = None if store.root == str(store.image.location) else store.root
+    return str(store.image.location), store.name, root
+
+
+@functools.lru_cache(maxsize=4)
+def _open_store(location, name, root):
+    from ..store.multiscale import open_image
+    from .label_store import LabelStore
+
+    return LabelStore(open_image(location), name, store=root)
+
+
+def _remote_block(address, level, values, box, strides):
+    """A block meshed in a worker process or on a Dask worker, the labels opened there."""
+    return _block_keys(_open_store(*address), level, values, box, strides)
+
+
+def _map_blocks(store, level, values, blocks, strides, workers, scheduler):
+    """The blocks' results, in any order, from where they run."""
+    if scheduler is not None:
+        try:
+            from distributed import Client, as_completed
+        except ImportError as error:
+            raise BigVolumeError("meshing on a Dask cluster needs the 'distributed' package: "
+                                 "pip install distributed (or bigvolume[distributed])") from error
+        try:
+            client = Client(scheduler, timeout="20s")
+        except (OSError, TimeoutError) as error:
+            raise BigVolumeError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from error
+        try:
+            address = _store_address(store)
+            futures = [client.submit(_remote_block, address, level, values, box, strides, pure=False)
+                       for box in blocks]
+            for future in as_completed(futures):
+                yield future.result()
+        finally:
+            client.close()
+    elif workers and workers > 1 and len(blocks) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        # Spawned, as the conversion's pool: no thread or zarr event loop is forked.
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            address = _store_address(store)
+            futures = [pool.submit(_remote_block, address, level, values, box, strides) for box in blocks]
+            for future in as_completed(futures):
+                yield future.result()
+    else:
+        for box in blocks:
+            yield _block_keys(store, level, values, box, strides)
 
 
 def _present(labels, values):
@@ -407,23 +478,26 @@ def _resolve(store, level, segments):
     return list({s.value: s for s in chosen}.values())
 
 
-def segment_meshes(store_or_editor, segments=None, level=0, smoothing=0.0, block=DEFAULT_BLOCK, progress=None):
+def segment_meshes(store_or_editor, segments=None, level=0, smoothing=0.0, block=DEFAULT_BLOCK, progress=None,
+                   workers=None, scheduler=None):
     """Closed meshes (SegmentMesh, one per segment, in order) of `segments` (label values, IDs or names; None:
     every segment of the store) at `level`, every block read once for all of them.
 
     smoothing: 0 (none) .. 1, Slicer's closed-surface "Smoothing factor" scale.
     block: voxels a side of the blocks read at once (rounded to whole label chunks): the labels in memory.
     progress: called with (blocks done, blocks) as blocks are meshed.
+    workers: mesh blocks on that many local processes; scheduler: on the Dask cluster at that address (workers
+    that see the same files), as `bigvolume convert --scheduler` does. Welding stays here.
     A LabelEditor is waited for first, so pending edits are meshed.
     """
     store = _label_store(store_or_editor)
     chosen = _resolve(store, level, segments)
-    return list(_meshes(store, chosen, level, _check_smoothing(smoothing), block, progress))
+    return list(_meshes(store, chosen, level, _check_smoothing(smoothing), block, progress, workers, scheduler))
 
 
-def _meshes(store, chosen, level, smoothing, block, progress):
+def _meshes(store, chosen, level, smoothing, block, progress, workers=None, scheduler=None):
     """The welded mesh of each chosen segment in turn, from one pass over the blocks."""
-    keys = _mesh_keys(store, level, [s.value for s in chosen], block, progress)
+    keys = _mesh_keys(store, level, [s.value for s in chosen], block, progress, workers, scheduler)
     for s in chosen:
         yield _welded(keys.pop(s.value), store.levels[level], s.value, s.name, level, smoothing)
 
@@ -528,12 +602,13 @@ class MeshFile:
 
 
 def export_meshes(store_or_editor, out, segments=None, level=0, format=None, smoothing=0.0, *,
-                  coordinates="RAS", block=DEFAULT_BLOCK, progress=None):
+                  coordinates="RAS", block=DEFAULT_BLOCK, progress=None, workers=None, scheduler=None):
     """Write a closed mesh file per segment (label values, IDs or names; None: every segment) at `level`.
 
     out: a folder (created if missing), where each segment becomes `<name>.<format>` (names made file-safe,
     made unique with the label value); or, for one segment, a file path ending in .stl, .obj or .ply.
     format: "stl", "obj" or "ply"; None: a file path's extension, STL in a folder.
+    workers, scheduler: where blocks are meshed (see `segment_meshes`).
     Returns a MeshFile per segment, path None for a segment without voxels (no file written).
     """
     store = _label_store(store_or_editor)
@@ -568,7 +643,7 @@ def export_meshes(store_or_editor, out, segments=None, level=0, format=None, smo
     if not os.access(folder, os.W_OK):
         raise BigVolumeError(f"{folder}: the folder cannot be written")
     results = []
-    for mesh in _meshes(store, chosen, level, smoothing, block, progress):  # one welded mesh in memory at a time
+    for mesh in _meshes(store, chosen, level, smoothing, block, progress, workers, scheduler):  # one at a time
         path = None
         if len(mesh.triangles):
             path = write_mesh(mesh, paths[mesh.value], format, coordinates=coordinates, durable=True)

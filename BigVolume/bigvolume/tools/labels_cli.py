@@ -103,6 +103,7 @@ def _cmd_mesh(args):
     with _editing(args) as editor:
         results = export_meshes(editor, args.output, segments, level=args.level, format=args.format,
                                 smoothing=args.smoothing, coordinates=args.coordinates, progress=bar,
+                                workers=args.workers, scheduler=args.scheduler,
                                 **({"block": args.block} if args.block else {}))
     for r in results:
         if r.path is None:
@@ -204,6 +205,9 @@ def add_parser(sub):
     mesh.add_argument("--coordinates", choices=("RAS", "LPS"), default="RAS",
                       help="coordinate system of the files (default RAS; marked in the file as Slicer marks it)")
     mesh.add_argument("--block", type=int, help="voxels a side read at once, in whole label chunks (default 128)")
+    mesh.add_argument("--workers", type=int, help="mesh blocks on this many processes (default: this one)")
+    mesh.add_argument("--scheduler", metavar="ADDRESS", help="mesh blocks on a Dask distributed cluster, "
+                      "e.g. tcp://host:8786 (its workers must see the same files)")
     stats = command("stats", _cmd_stats, "per-segment voxel count, volume, bounding box and image intensities")
     stats.add_argument("--level", type=int, default=0, help="pyramid level (default 0: full resolution)")
     stats.add_argument("--json", action="store_true")

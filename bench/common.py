@@ -70,3 +70,12 @@ def run_child(script, arguments, what):
     result = json.loads(run.stdout.strip().splitlines()[-1])
     print(json.dumps(result, indent=1), flush=True)
     return result
+
+
+def frame_rate(frames):
+    """Frames per second, median and 95th percentile frame time (ms) of a list of frame times in seconds."""
+    import numpy as np
+
+    frames = np.asarray(frames, dtype=float)
+    return {"fps": float(len(frames) / frames.sum()), "frame_ms_median": float(np.median(frames) * 1e3),
+            "frame_ms_p95": float(np.percentile(frames, 95) * 1e3)}

@@ -36,7 +36,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "Testing"))  # Slicer's painting, as the tests drive it
-from common import peak_rss_mb, rss_mb, run_child, write_report  # noqa: E402
+from common import frame_rate, peak_rss_mb, rss_mb, run_child, write_report  # noqa: E402
 from slice_browse import _ensure_disk_store  # noqa: E402
 
 VIEW = 1024
@@ -94,9 +94,7 @@ def _browse(streaming, red, streamers, step_mm):
         _settle(streaming, lambda: all(s.complete for s in streamers if s.shown))
         frames.append(time.perf_counter() - start)
     red.SetSliceOffset(offset)
-    frames = np.asarray(frames)
-    return {"fps": float(len(frames) / frames.sum()), "frame_ms_median": float(np.median(frames) * 1e3),
-            "frame_ms_p95": float(np.percentile(frames, 95) * 1e3)}
+    return frame_rate(frames)
 
 
 def measure_bigvolume(image_path, strokes, work, interval):

@@ -37,7 +37,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from common import peak_rss_mb, rss_mb, run_child, write_report  # noqa: E402
+from common import frame_rate, peak_rss_mb, rss_mb, run_child, write_report  # noqa: E402
 from slice_browse import _drop_page_cache, _ensure_disk_store, _store, _wait  # noqa: E402
 
 VIEW_3D = (800, 600)
@@ -67,9 +67,7 @@ def _browse(views, red, streamer_2d, voxel_z, scroll):
         _wait(views, lambda: streamer_2d.complete)
         frames.append(time.perf_counter() - start)
     red.SetSliceOffset(offset)
-    frames = np.array(frames)
-    return {"fps": float(len(frames) / frames.sum()), "frame_ms_median": float(np.median(frames) * 1e3),
-            "frame_ms_p95": float(np.percentile(frames, 95) * 1e3)}
+    return frame_rate(frames)
 
 
 def measure(kind, path, budget_mb, scroll):

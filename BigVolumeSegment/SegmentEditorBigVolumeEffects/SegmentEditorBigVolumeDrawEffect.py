@@ -45,12 +45,9 @@ class SegmentEditorBigVolumeDrawEffect(BigVolumeEffectMixin, AbstractScriptedSeg
         self.addUndoRedo()
 
     def processInteractionEvents(self, callerInteractor, eventId, viewWidget):
-        if viewWidget.className() != "qMRMLSliceWidget":
-            return False
-        if self.processUndoKeys(callerInteractor, eventId):
-            return True
-        xy = callerInteractor.GetEventPosition()
-        modified = callerInteractor.GetShiftKey() or callerInteractor.GetControlKey() or callerInteractor.GetAltKey()
+        handled, xy, modified = self.sliceEvent(callerInteractor, eventId, viewWidget)
+        if handled is not False:
+            return bool(handled)
         drawing = self.drawings.get(viewWidget)
         if eventId == vtk.vtkCommand.LeftButtonPressEvent and not modified:
             if self.requireEditing() is None:

@@ -118,12 +118,9 @@ at full resolution in the background.""") + "</html>"
 
     # -- interaction -----------------------------------------------------------------------------------
     def processInteractionEvents(self, callerInteractor, eventId, viewWidget):
-        if viewWidget.className() != "qMRMLSliceWidget":
-            return False
-        if self.processUndoKeys(callerInteractor, eventId):
-            return True
-        xy = callerInteractor.GetEventPosition()
-        modified = callerInteractor.GetShiftKey() or callerInteractor.GetControlKey() or callerInteractor.GetAltKey()
+        handled, xy, modified = self.sliceEvent(callerInteractor, eventId, viewWidget)
+        if handled is not False:
+            return bool(handled)
         if eventId == vtk.vtkCommand.LeftButtonPressEvent and not modified:
             if self.requireEditing() is None:
                 return False

@@ -79,6 +79,17 @@ class BigVolumeEffectMixin:
         if editing is not None:
             editing.redo()
 
+    def sliceEvent(self, callerInteractor, eventId, viewWidget):
+        """(handled, xy, modified) of a view event: handled True when it was Ctrl+Z / Ctrl+Y (done), None when
+        the view is not a slice view (the effects edit in slice views only); xy the event's view pixel; modified
+        whether Shift, Ctrl or Alt is down."""
+        if viewWidget.className() != "qMRMLSliceWidget":
+            return None, None, None
+        if self.processUndoKeys(callerInteractor, eventId):
+            return True, None, None
+        modified = callerInteractor.GetShiftKey() or callerInteractor.GetControlKey() or callerInteractor.GetAltKey()
+        return False, callerInteractor.GetEventPosition(), bool(modified)
+
     def processUndoKeys(self, callerInteractor, eventId):
         """Ctrl+Z / Ctrl+Y in a slice view: True if handled."""
         import vtk

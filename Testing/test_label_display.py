@@ -247,3 +247,22 @@ def test_an_edit_shows_at_once_in_the_view_and_the_refresh_brings_the_same_label
     assert streaming.wait_complete() and np.array_equal(streamer.voxels, shown)
     streaming.close()
     binding.editor.close()
+
+
+def test_an_edit_shows_at_once_in_an_oblique_view_too(labelled):
+    from BigVolumeLib.segmentation.editing import SegmentEditing
+
+    scene, nodes, streaming, binding, labels, _ = _setup(labelled, start=False)  # rotated voxels: axial is oblique
+    streamer = next(iter(labels.streamers.values()))
+    assert streaming.wait_complete() and streamer.current_plan.kind == "oblique"
+    editing = SegmentEditing(binding, streaming, None)
+    before = streamer.voxels.copy()
+    editing.submit(editing.stroke(nodes["Red"], [(60, 50), (140, 90)], "pore", 3.0))
+    shown = streamer.voxels.copy()
+    assert (shown != before).any() and ((shown == 2) | (shown == before)).all()
+    assert streaming.wait_complete() and np.array_equal(streamer.voxels, shown)  # the overlay brings the same
+    binding.editor.start()
+    binding.editor.wait()
+    assert streaming.wait_complete() and np.array_equal(streamer.voxels, shown)
+    streaming.close()
+    binding.editor.close()

@@ -175,7 +175,7 @@ class SegmentEditing:
 
     def submit(self, op):
         """Journal and queue the operation (durable when this returns) and paint it at once into every view
-        that shows these labels aligned with its voxels; oblique views show it as their chunks refresh."""
+        that shows these labels (a Fill, or an oblique view under a large edit, shows as its chunks refresh)."""
         seq = self.editor.submit(op)
         for streamed in self.streaming.sources.values():
             if streamed.source.image is self.binding.store:

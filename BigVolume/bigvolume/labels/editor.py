@@ -44,7 +44,7 @@ import numpy as np
 
 from ..errors import BigVolumeError
 from ..writing.atomic import fsync_file, remove_stale_temporaries
-from .apply import Rasteriser, local, rebuild_coarser
+from .apply import Rasteriser, edit, local, rebuild_coarser
 from .before_images import BeforeImages
 from .edit_journal import EditJournal
 from .operations import operation_from_json
@@ -234,6 +234,21 @@ class LabelEditor:
         if op.needs_labels_around:
             return None
         return self._rasteriser.apply(op, self.store.levels[level], box, labels)
+
+    def rasterise_voxels(self, op, level, box, index, old, max_voxels=16 * 1024**2):
+        """New labels of scattered voxels of `level` (`index`: (n, 3) z, y, x indices into voxel `box`, whose
+        labels are `old`) with `op` applied as `rasterise` applies it: what an oblique view, whose pixels are such
+        voxels, paints at once. None for Fill, or when `box` holds more than `max_voxels` (left to the overlay)."""
+        shape = tuple(b - a for a, b in box)
+        if op.needs_labels_around or int(np.prod(shape)) > max_voxels:
+            return None
+        lvl = self.store.levels[level]
+        take = tuple(np.asarray(index).T)
+        intensities = self._read_image(level, box) if op.needs_image else None
+        region = np.broadcast_to(op.region(lvl, box, intensities), shape)[take]
+        domain = np.broadcast_to(op.domain(lvl, box), shape)[take] if op.mode == "set" else None
+        values = op.values(lvl, box)[take] if op.mode == "replace" else None
+        return edit(op, np.asarray(old), region, None if intensities is None else intensities[take], domain, values)
 
     def undo(self):
         """Undo the latest operation; returns its sequence number, or None when there is nothing to undo."""

@@ -147,36 +147,51 @@ def _paint_aligned(image, plan, level_index, chunks, out):
             np.take(block, local[order[-1]], axis=order[-1], out=out[tuple(spans)], mode="clip")
 
 
+def nearest_voxels(level, xy_to_ras, xs, ys):
+    """The voxel indices (i, j, k) of `level` nearest to slice pixels (xs, ys): what an oblique proxy shows there."""
+    xy_to_ijk = level.ras_to_ijk @ xy_to_ras
+    return [np.floor(xy_to_ijk[a, 0] * xs + xy_to_ijk[a, 1] * ys + xy_to_ijk[a, 3] + 0.5).astype(np.int64)
+            for a in range(3)]
+
+
+def pixels_of_box(level, xy_to_ras, box, width, height):
+    """The slice pixels (ys, xs grids) whose nearest voxel of `level` may lie in voxel `box`, or None: the pixel
+    rectangle around the box's corners, within the view."""
+    (z0, z1), (y0, y1), (x0, x1) = box
+    start, stop = np.array([x0, y0, z0]) - 0.5, np.array([x1, y1, z1]) - 0.5
+    offsets = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=float)
+    corners = start + offsets * (stop - start)
+    ijk_to_xy = np.linalg.inv(level.ras_to_ijk @ xy_to_ras)
+    xy = (ijk_to_xy[:3, :3] @ corners.T).T + ijk_to_xy[:3, 3]
+    xa, xb = max(0, int(np.ceil(xy[:, 0].min() - 0.5))), min(width, int(np.floor(xy[:, 0].max() + 0.5)) + 1)
+    ya, yb = max(0, int(np.ceil(xy[:, 1].min() - 0.5))), min(height, int(np.floor(xy[:, 1].max() + 0.5)) + 1)
+    if xa >= xb or ya >= yb:
+        return None
+    return np.mgrid[ya:yb, xa:xb]
+
+
+def in_box(ijk, box):
+    """Which of the voxels `ijk` ((i, j, k) arrays) lie in voxel `box` ((z0, z1), (y0, y1), (x0, x1))."""
+    (z0, z1), (y0, y1), (x0, x1) = box
+    return (ijk[0] >= x0) & (ijk[0] < x1) & (ijk[1] >= y0) & (ijk[1] < y1) & (ijk[2] >= z0) & (ijk[2] < z1)
+
+
 def _paint_oblique(image, plan, level_index, chunks, out):
     level = image.levels[level_index]
-    xy_to_ijk = level.ras_to_ijk @ plan.xy_to_ras
-    ijk_to_xy = np.linalg.inv(xy_to_ijk)
     height, width = out.shape[1:]
-    offsets = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=float)
     for coords, data in chunks:
-        (z0, z1), (y0, y1), (x0, x1) = level.chunk_box(coords)
-        start, stop = np.array([x0, y0, z0]) - 0.5, np.array([x1, y1, z1]) - 0.5
-        corners = start + offsets * (stop - start)
-        xy = (ijk_to_xy[:3, :3] @ corners.T).T + ijk_to_xy[:3, 3]
-        xa, xb = max(0, int(np.ceil(xy[:, 0].min() - 0.5))), min(width, int(np.floor(xy[:, 0].max() + 0.5)) + 1)
-        ya, yb = max(0, int(np.ceil(xy[:, 1].min() - 0.5))), min(height, int(np.floor(xy[:, 1].max() + 0.5)) + 1)
-        if xa >= xb or ya >= yb:
+        box = level.chunk_box(coords)
+        pixels = pixels_of_box(level, plan.xy_to_ras, box, width, height)
+        if pixels is None:
             continue
-        ys, xs = np.mgrid[ya:yb, xa:xb]
-        ijk = [np.floor(xy_to_ijk[a, 0] * xs + xy_to_ijk[a, 1] * ys + xy_to_ijk[a, 3] + 0.5).astype(np.int64) for a in range(3)]
-        inside = ((ijk[0] >= x0) & (ijk[0] < x1) & (ijk[1] >= y0) & (ijk[1] < y1) & (ijk[2] >= z0) & (ijk[2] < z1))
+        ys, xs = pixels
+        ijk = nearest_voxels(level, plan.xy_to_ras, xs, ys)
+        inside = in_box(ijk, box)
         if level_index != plan.level:
             # A coarser voxel reaches past the edge of the finer volume: fill only where the plan's level has a voxel.
-            inside &= _within_volume(image.levels[plan.level], plan.xy_to_ras, xs, ys)
+            plan_level = image.levels[plan.level]
+            inside &= in_box(nearest_voxels(plan_level, plan.xy_to_ras, xs, ys),
+                             tuple((0, n) for n in plan_level.volume_shape))
         if inside.any():
+            (z0, _), (y0, _), (x0, _) = box
             out[0, ys[inside], xs[inside]] = data[ijk[2][inside] - z0, ijk[1][inside] - y0, ijk[0][inside] - x0]
-
-
-def _within_volume(level, xy_to_ras, xs, ys):
-    """Which slice pixels (xs, ys) fall on a voxel of `level` (nearest voxel centre inside its volume)."""
-    xy_to_ijk = level.ras_to_ijk @ xy_to_ras
-    inside = np.ones(xs.shape, dtype=bool)
-    for axis, size in zip(range(3), level.volume_shape[::-1]):
-        index = np.floor(xy_to_ijk[axis, 0] * xs + xy_to_ijk[axis, 1] * ys + xy_to_ijk[axis, 3] + 0.5)
-        inside &= (index >= 0) & (index < size)
-    return inside

@@ -1,4 +1,6 @@
+import logging
 import os
+import traceback
 
 import slicer
 from slicer.i18n import tr as _
@@ -45,13 +47,19 @@ def registerEditorEffects():
     """Register BigVolume's effects with the Segment Editor, as Slicer's scripted-effect template does."""
     import qSlicerSegmentationsEditorEffectsPythonQt as qSlicerSegmentationsEditorEffects
 
-    import SegmentEditorBigVolumeEffects  # noqa: F401  (the effect classes, which setPythonSource reuses)
+    import SegmentEditorBigVolumeEffects  # the effect classes, which setPythonSource reuses
 
     folder = os.path.join(os.path.dirname(__file__), "SegmentEditorBigVolumeEffects")
     for name in EFFECTS:
-        instance = qSlicerSegmentationsEditorEffects.qSlicerSegmentEditorScriptedEffect(None)
-        instance.setPythonSource(os.path.join(folder, name + ".py").replace("\\", "/"))
-        instance.self().register()
+        try:  # one effect that fails to load must not keep the others away
+            if not hasattr(SegmentEditorBigVolumeEffects, name):  # else setPythonSource would load the file alone
+                raise ImportError(f"SegmentEditorBigVolumeEffects does not export {name}")
+            instance = qSlicerSegmentationsEditorEffects.qSlicerSegmentEditorScriptedEffect(None)
+            instance.setPythonSource(os.path.join(folder, name + ".py").replace("\\", "/"))
+            instance.self().register()
+        except Exception:
+            logging.error(f"BigVolume: the {name} Segment Editor effect could not be registered:\n"
+                          f"{traceback.format_exc()}")
 
 
 #
@@ -118,7 +126,11 @@ class BigVolumeSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def updateLabelNames(self) -> None:
         current = self.ui.labelNameComboBox.currentText
         self.ui.labelNameComboBox.clear()
-        for name in self.logic.labelNames():
+        try:
+            names = self.logic.labelNames()
+        except ImportError:  # BigVolume's Python packages are installed when a label pyramid is first opened
+            names = []
+        for name in names:
             self.ui.labelNameComboBox.addItem(name)
         if current:
             self.ui.labelNameComboBox.setEditText(current)
@@ -249,6 +261,9 @@ class BigVolumeSegmentLogic(ScriptedLoadableModuleLogic):
         """Switch to the Segment Editor with the bound segmentation and its source volume selected."""
         slicer.util.selectModule("SegmentEditor")
         editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor
+        # The Segment Editor's own history would restore the bound node's segment list (an undo after adding a
+        # segment removes it, and with it the segment's voxels in the pyramid): the pyramid keeps the history.
+        editor.setMaximumNumberOfUndoStates(0)
         editor.setSegmentationNode(labels.node)
         editor.setSourceVolumeNode(labels.binding.source_volume)
 
@@ -261,6 +276,8 @@ class BigVolumeSegmentLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def showTable(table):
+        layoutManager = slicer.app.layoutManager()
+        layoutManager.setLayout(slicer.modules.tables.logic().GetLayoutWithTable(layoutManager.layout))
         slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(table.GetID())
         slicer.app.applicationLogic().PropagateTableSelection()
 

@@ -132,9 +132,12 @@ def test_label_names_of_any_image(monkeypatch, tmp_path):
 class ScriptedEffect:
     """What qSlicerSegmentEditorScriptedEffect gives a Python effect, over a real vtkMRMLSegmentEditorNode."""
 
-    def __init__(self, editor_node):
+    NotConfirmed, ConfirmedWithoutDialog, ConfirmedWithDialog = 0, 1, 2
+
+    def __init__(self, editor_node, confirmation=1):
         self.editor_node, self.actors, self.name, self.title = editor_node, [], "", ""
         self.perSegment = self.requireSegments = True
+        self.confirmation = confirmation  # what confirmCurrentSegmentVisible answers
 
     def parameterSetNode(self):
         return self.editor_node
@@ -153,7 +156,7 @@ class ScriptedEffect:
         return int(float(self.editor_node.GetAttribute(name)))
 
     def confirmCurrentSegmentVisible(self):
-        return 1
+        return self.confirmation
 
     def addActor2D(self, view, actor):
         self.actors.append(actor)
@@ -238,6 +241,11 @@ def test_paint_and_draw_effects_turn_view_events_into_operations(monkeypatch, tm
     assert paint.processInteractionEvents(_interactor(70, 60), Event.MouseMoveEvent, view) is False  # not painting
     paint.deactivate()
     assert scripted.actors == []
+    # A hidden segment the user would not show (the dialog took the release): nothing starts, nothing leaks.
+    refused = effects.SegmentEditorBigVolumePaintEffect(ScriptedEffect(editor_node, confirmation=0))
+    assert refused.processInteractionEvents(_interactor(50, 60), Event.LeftButtonPressEvent, view) is True
+    assert refused.strokes == {}
+    assert refused.processInteractionEvents(_interactor(80, 60), Event.MouseMoveEvent, view) is False
 
     draw = effects.SegmentEditorBigVolumeDrawEffect(ScriptedEffect(editor_node))
     for x, y in ((30, 30), (60, 30), (60, 50)):
@@ -247,17 +255,15 @@ def test_paint_and_draw_effects_turn_view_events_into_operations(monkeypatch, tm
     draw.processInteractionEvents(_interactor(30, 50), Event.LeftButtonPressEvent, view)
     draw.processInteractionEvents(_interactor(30, 50), Event.LeftButtonReleaseEvent, view)
     before = labels.editor.store.read_box(0, whole) == 1
-    assert draw.processInteractionEvents(_interactor(30, 50), Event.RightButtonPressEvent, view) is True
+    assert draw.processInteractionEvents(_interactor(30, 50), Event.RightButtonPressEvent, view) is False  # may zoom
+    assert draw.processInteractionEvents(_interactor(30, 50), Event.RightButtonReleaseEvent, view) is True
     labels.editor.wait()
     filled = (labels.editor.store.read_box(0, whole) == 1) & ~before
     spacing = labels.editor.store.levels[0].voxel_size_mm
     area = filled.sum() * spacing[0] * spacing[1]
     pixel = red.GetFieldOfView()[0] / 128
     assert area == pytest.approx(30 * 20 / 2 * pixel * pixel, rel=0.15)  # (60, 50) went: a right triangle
-    assert draw.processUndoKeys(_interactor(0, 0, key="z"), Event.KeyPressEvent) is False  # no Ctrl
-    ctrl_z = _interactor(0, 0, key="z")
-    ctrl_z.SetControlKey(1)
-    assert draw.processUndoKeys(ctrl_z, Event.KeyPressEvent) is True
+    draw.onUndo()  # what the effect's Undo button and the Segment Editor's undo keys do while it is active
     labels.editor.wait()
     assert np.array_equal(labels.editor.store.read_box(0, whole) == 1, before)
     bigvolume_logic.close()
@@ -275,5 +281,6 @@ def test_effects_leave_unbound_segmentations_to_slicer(monkeypatch, tmp_path):
     monkeypatch.setattr(slicer.util, "warningDisplay", warnings.append)
     paint = effects.SegmentEditorBigVolumePaintEffect(ScriptedEffect(editor_node))
     view = SliceWidget(views.logics["Red"])
-    assert paint.processInteractionEvents(_interactor(1, 1), vtk.vtkCommand.LeftButtonPressEvent, view) is False
-    assert warnings and "not bound" in warnings[0]
+    # The warning dialog takes the release: the press is kept from the view, and nothing is started.
+    assert paint.processInteractionEvents(_interactor(1, 1), vtk.vtkCommand.LeftButtonPressEvent, view) is True
+    assert warnings and "not bound" in warnings[0] and paint.strokes == {}

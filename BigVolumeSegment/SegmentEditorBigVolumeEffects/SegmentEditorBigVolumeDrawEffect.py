@@ -37,22 +37,22 @@ class SegmentEditorBigVolumeDrawEffect(BigVolumeEffectMixin, AbstractScriptedSeg
 <p><ul style="margin: 0">
 <li><b>Left-button click</b>: add a point. <b>Left-button drag</b>: add points along the way.</li>
 <li><b>x</b>: delete the last point.</li>
-<li><b>Right-button click</b>, <b>double-click</b>, <b>a</b> or <b>Enter</b>: fill the outline.</li>
-<li><b>Ctrl+Z / Ctrl+Y</b>: undo / redo edits of the label pyramid.</li>
+<li><b>Right-button click</b> (without dragging), <b>double-click</b>, <b>a</b> or <b>Enter</b>: fill the
+outline.</li>
+<li><b>z / y</b> (and the platform's undo / redo keys): undo / redo edits of the label pyramid.</li>
 </ul>""") + "</html>"
 
     def setupOptionsFrame(self):
         self.addUndoRedo()
 
     def processInteractionEvents(self, callerInteractor, eventId, viewWidget):
-        handled, xy, modified = self.sliceEvent(callerInteractor, eventId, viewWidget)
-        if handled is not False:
-            return bool(handled)
+        inSlice, xy, modified = self.sliceEvent(callerInteractor, eventId, viewWidget)
+        if not inSlice:
+            return False
         drawing = self.drawings.get(viewWidget)
         if eventId == vtk.vtkCommand.LeftButtonPressEvent and not modified:
-            if self.requireEditing() is None:
-                return False
-            self.scriptedEffect.confirmCurrentSegmentVisible()
+            if not self.startEdit():
+                return True  # a dialog took the release: the press must not reach the view either
             drawing = self._drawing(viewWidget)
             drawing["drawing"] = True
             self._addPoint(viewWidget, xy)
@@ -60,12 +60,22 @@ class SegmentEditorBigVolumeDrawEffect(BigVolumeEffectMixin, AbstractScriptedSeg
         if eventId == vtk.vtkCommand.MouseMoveEvent and drawing is not None and drawing["drawing"]:
             self._addPoint(viewWidget, xy)
             return True
-        if eventId == vtk.vtkCommand.LeftButtonReleaseEvent and drawing is not None:
+        if eventId == vtk.vtkCommand.LeftButtonReleaseEvent and drawing is not None and drawing["drawing"]:
             drawing["drawing"] = False
             return True
         if drawing is None:
             return False
-        if eventId in (vtk.vtkCommand.RightButtonPressEvent, vtk.vtkCommand.LeftButtonDoubleClickEvent):
+        sliceNode = viewWidget.sliceLogic().GetSliceNode()
+        if eventId == vtk.vtkCommand.RightButtonPressEvent and not modified:
+            # As Slicer's Draw: applied on the release, unless the press became a right-drag zoom meanwhile.
+            drawing["finishing"] = sliceNode.GetMTime()
+            return False
+        if eventId == vtk.vtkCommand.RightButtonReleaseEvent and drawing.get("finishing") is not None:
+            if sliceNode.GetMTime() - drawing.pop("finishing") >= 2:
+                return False  # zoomed: the view ends its zoom
+            self._apply(viewWidget)
+            return True
+        if eventId == vtk.vtkCommand.LeftButtonDoubleClickEvent:
             self._apply(viewWidget)
             return True
         if eventId == vtk.vtkCommand.KeyPressEvent:
@@ -153,6 +163,10 @@ class SegmentEditorBigVolumeDrawEffect(BigVolumeEffectMixin, AbstractScriptedSeg
             self.scriptedEffect.removeActor2D(viewWidget, drawing["actor"])
             self.scriptedEffect.scheduleRender(viewWidget)
 
+    def activate(self):
+        self.takeUndoKeys()
+
     def deactivate(self):
+        self.releaseUndoKeys()
         for viewWidget in list(self.drawings):
             self._clear(viewWidget)

@@ -22,5 +22,5 @@ class SegmentEditorBigVolumeEraseEffect(SegmentEditorBigVolumePaintEffect):
 whatever the zoom.<br><p><ul style="margin: 0">
 <li><b>Left-button drag</b>: erase; the stroke is applied on release.</li>
 <li><b>Shift + mouse wheel</b> or <b>+/-</b>: brush size.</li>
-<li><b>Ctrl+Z / Ctrl+Y</b>: undo / redo edits of the label pyramid.</li>
+<li><b>z / y</b> (and the platform's undo / redo keys): undo / redo edits of the label pyramid.</li>
 </ul>""") + "</html>"

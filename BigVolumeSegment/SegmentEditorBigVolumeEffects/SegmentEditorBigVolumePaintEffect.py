@@ -44,7 +44,7 @@ class SegmentEditorBigVolumePaintEffect(BigVolumeEffectMixin, AbstractScriptedSe
 <p><ul style="margin: 0">
 <li><b>Left-button drag</b>: paint; the stroke is applied on release.</li>
 <li><b>Shift + mouse wheel</b> or <b>+/-</b>: brush size.</li>
-<li><b>Ctrl+Z / Ctrl+Y</b>: undo / redo edits of the label pyramid.</li>
+<li><b>z / y</b> (and the platform's undo / redo keys): undo / redo edits of the label pyramid.</li>
 </ul><p>
 Masking settings apply. The view that painted shows the stroke at once, at its own level; the writer writes it
 at full resolution in the background.""") + "</html>"
@@ -118,13 +118,12 @@ at full resolution in the background.""") + "</html>"
 
     # -- interaction -----------------------------------------------------------------------------------
     def processInteractionEvents(self, callerInteractor, eventId, viewWidget):
-        handled, xy, modified = self.sliceEvent(callerInteractor, eventId, viewWidget)
-        if handled is not False:
-            return bool(handled)
+        inSlice, xy, modified = self.sliceEvent(callerInteractor, eventId, viewWidget)
+        if not inSlice:
+            return False
         if eventId == vtk.vtkCommand.LeftButtonPressEvent and not modified:
-            if self.requireEditing() is None:
-                return False
-            self.scriptedEffect.confirmCurrentSegmentVisible()
+            if not self.startEdit():
+                return True  # a dialog took the release: the press must not reach the view either
             self.strokes[viewWidget] = [xy]
             self._showBrush(viewWidget, xy)
             return True
@@ -137,9 +136,10 @@ at full resolution in the background.""") + "</html>"
         if eventId == vtk.vtkCommand.LeftButtonReleaseEvent and viewWidget in self.strokes:
             self._apply(viewWidget, self.strokes.pop(viewWidget))
             return True
-        if callerInteractor.GetShiftKey() and eventId in (vtk.vtkCommand.MouseWheelForwardEvent,
-                                                          vtk.vtkCommand.MouseWheelBackwardEvent):
-            self._scaleBrush(1.2 if eventId == vtk.vtkCommand.MouseWheelForwardEvent else 0.8)
+        grow = (vtk.vtkCommand.MouseWheelForwardEvent, vtk.vtkCommand.MouseWheelLeftEvent)
+        shrink = (vtk.vtkCommand.MouseWheelBackwardEvent, vtk.vtkCommand.MouseWheelRightEvent)
+        if callerInteractor.GetShiftKey() and eventId in grow + shrink:  # as Slicer's Paint (a horizontal wheel too)
+            self._scaleBrush(1.2 if eventId in grow else 0.8)
             self._showBrush(viewWidget, xy)
             return True
         if eventId == vtk.vtkCommand.KeyPressEvent and callerInteractor.GetKeySym() in ("plus", "equal", "minus",
@@ -188,7 +188,11 @@ at full resolution in the background.""") + "</html>"
             self.brushes[viewWidget][1].VisibilityOff()
             self.scriptedEffect.scheduleRender(viewWidget)
 
+    def activate(self):
+        self.takeUndoKeys()
+
     def deactivate(self):
+        self.releaseUndoKeys()
         for viewWidget, (_circle, actor) in self.brushes.items():
             self.scriptedEffect.removeActor2D(viewWidget, actor)
         self.brushes.clear()

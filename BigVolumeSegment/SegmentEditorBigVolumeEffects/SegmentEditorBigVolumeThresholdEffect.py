@@ -78,19 +78,28 @@ The slice views preview it at the level they show. <b>Apply</b> writes it at ful
         self.scriptedEffect.setParameterDefault("MaximumThreshold", 0.0)
 
     def activate(self):
-        source = self.scriptedEffect.parameterSetNode().GetSourceVolumeNode()
-        if source is not None and source.GetImageData() is not None:
-            low, high = source.GetImageData().GetScalarRange()
-            wasBlocked = self.rangeWidget.blockSignals(True)
-            self.rangeWidget.setRange(low, high)
-            self.rangeWidget.blockSignals(wasBlocked)
-            if self.scriptedEffect.doubleParameter("MinimumThreshold") == \
-                    self.scriptedEffect.doubleParameter("MaximumThreshold"):
-                self.scriptedEffect.setParameter("MinimumThreshold", low + (high - low) * 0.25)
-                self.scriptedEffect.setParameter("MaximumThreshold", high)
+        self.takeUndoKeys()
+        self.sourceVolumeNodeChanged()
+        self.updateGUIFromMRML()
         self.timer.start()
 
+    def sourceVolumeNodeChanged(self):
+        """The range slider spans the source volume's intensities (a new source volume: a new range)."""
+        source = self.scriptedEffect.parameterSetNode().GetSourceVolumeNode()
+        if source is None or source.GetImageData() is None:
+            return
+        low, high = source.GetImageData().GetScalarRange()
+        wasBlocked = self.rangeWidget.blockSignals(True)
+        self.rangeWidget.setRange(low, high)
+        self.rangeWidget.blockSignals(wasBlocked)
+        if self.scriptedEffect.doubleParameter("MinimumThreshold") == \
+                self.scriptedEffect.doubleParameter("MaximumThreshold"):
+            with slicer.util.NodeModify(self.scriptedEffect.parameterSetNode()):
+                self.scriptedEffect.setParameter("MinimumThreshold", low + (high - low) * 0.25)
+                self.scriptedEffect.setParameter("MaximumThreshold", high)
+
     def deactivate(self):
+        self.releaseUndoKeys()
         self.timer.stop()
         for viewWidget, (_threshold, _colours, actor) in self.previews.items():
             self.scriptedEffect.removeActor2D(viewWidget, actor)
@@ -103,8 +112,12 @@ The slice views preview it at the level they show. <b>Apply</b> writes it at ful
         self.rangeWidget.blockSignals(wasBlocked)
 
     def updateMRMLFromGUI(self):
-        self.scriptedEffect.setParameter("MinimumThreshold", self.rangeWidget.minimumValue)
-        self.scriptedEffect.setParameter("MaximumThreshold", self.rangeWidget.maximumValue)
+        with slicer.util.NodeModify(self.scriptedEffect.parameterSetNode()):  # one update for both values
+            self.scriptedEffect.setParameter("MinimumThreshold", self.rangeWidget.minimumValue)
+            self.scriptedEffect.setParameter("MaximumThreshold", self.rangeWidget.maximumValue)
+
+    def cleanup(self):
+        self.timer.disconnect("timeout()", self.onTimer)
 
     # -- preview ---------------------------------------------------------------------------------------
     def onTimer(self):
@@ -114,29 +127,40 @@ The slice views preview it at the level they show. <b>Apply</b> writes it at ful
     def _updatePreviews(self):
         segmentationNode = self.scriptedEffect.parameterSetNode().GetSegmentationNode()
         segmentID = self.selectedSegmentID()
-        if segmentationNode is None or not segmentID:
+        segment = segmentationNode.GetSegmentation().GetSegment(segmentID) if segmentationNode and segmentID else None
+        if segment is None:
             return
-        color = segmentationNode.GetSegmentation().GetSegment(segmentID).GetColor()
+        color = segment.GetColor()
         low = self.scriptedEffect.doubleParameter("MinimumThreshold")
         high = self.scriptedEffect.doubleParameter("MaximumThreshold")
         layoutManager = slicer.app.layoutManager()
         for name in layoutManager.sliceViewNames():
             viewWidget = layoutManager.sliceWidget(name)
-            if not viewWidget.isVisible():
+            layer = self._imageLayer(viewWidget)
+            if not viewWidget.isVisible() or layer is None or \
+                    not self.scriptedEffect.segmentationDisplayableInView(viewWidget.mrmlSliceNode()):
                 continue
             if viewWidget not in self.previews:
                 self.previews[viewWidget] = self._previewPipeline(viewWidget)
             threshold, colours, _actor = self.previews[viewWidget]
+            threshold.SetInputConnection(layer.GetReslice().GetOutputPort())  # the layer may have changed
             threshold.ThresholdBetween(low, high)
             colours.GetLookupTable().SetTableValue(1, color[0], color[1], color[2], 0.6)
             threshold.Update()
             self.scriptedEffect.scheduleRender(viewWidget)
 
+    @staticmethod
+    def _imageLayer(viewWidget):
+        """The view's layer that shows an image (BigVolume streams into the background by default)."""
+        logic = viewWidget.sliceLogic()
+        for layer in (logic.GetBackgroundLayer(), logic.GetForegroundLayer()):
+            if layer is not None and layer.GetVolumeNode() is not None:
+                return layer
+        return None
+
     def _previewPipeline(self, viewWidget):
         """Threshold of what the view's image layer shows (its resliced 2D image), coloured, drawn over it."""
-        reslice = viewWidget.sliceLogic().GetBackgroundLayer().GetReslice()
         threshold = vtk.vtkImageThreshold()
-        threshold.SetInputConnection(reslice.GetOutputPort())
         threshold.SetInValue(1)
         threshold.SetOutValue(0)
         threshold.SetOutputScalarTypeToUnsignedChar()
@@ -184,8 +208,10 @@ The slice views preview it at the level they show. <b>Apply</b> writes it at ful
                          daemon=True).start()
 
     def _updateProgress(self):
+        if self.submitted is None:
+            return
         editing = self.editing()
-        if editing is None or self.submitted is None:
+        if editing is None:
             return
         status = editing.editor.status()
         if status["pending"] == 0:

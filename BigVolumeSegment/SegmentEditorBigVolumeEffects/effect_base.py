@@ -19,8 +19,9 @@ def boundLabels(segmentationNode):
     """The open BoundLabels whose bound segmentation is `segmentationNode`, or None."""
     if segmentationNode is None:
         return None
-    logic = slicer.util.getModuleLogic("BigVolume")
-    if logic is None:
+    try:
+        logic = slicer.util.getModuleLogic("BigVolume")
+    except RuntimeError:  # no BigVolume module: nothing is bound
         return None
     for labels in logic.session.labels.values():
         if labels.node.GetID() == segmentationNode.GetID():
@@ -57,8 +58,9 @@ class BigVolumeEffectMixin:
         return editing
 
     def addUndoRedo(self):
-        """Undo and redo buttons for the label pyramid (its own history: the Segment Editor's undo does not reach
-        it); Ctrl+Z and Ctrl+Y in a slice view do the same while the effect is active."""
+        """Undo and redo buttons for the label pyramid, which has its own history (the Segment Editor's does not
+        reach it); while the effect is active the Segment Editor's undo and redo keys do the same
+        (`takeUndoKeys`)."""
         layout = qt.QHBoxLayout()
         self.undoButton = qt.QPushButton(_("Undo"))
         self.undoButton.setToolTip(_("Undo the last edit of the label pyramid (at full resolution)."))
@@ -79,28 +81,47 @@ class BigVolumeEffectMixin:
         if editing is not None:
             editing.redo()
 
-    def sliceEvent(self, callerInteractor, eventId, viewWidget):
-        """(handled, xy, modified) of a view event: handled True when it was Ctrl+Z / Ctrl+Y (done), None when
-        the view is not a slice view (the effects edit in slice views only); xy the event's view pixel; modified
-        whether Shift, Ctrl or Alt is down."""
-        if viewWidget.className() != "qMRMLSliceWidget":
-            return None, None, None
-        if self.processUndoKeys(callerInteractor, eventId):
-            return True, None, None
-        modified = callerInteractor.GetShiftKey() or callerInteractor.GetControlKey() or callerInteractor.GetAltKey()
-        return False, callerInteractor.GetEventPosition(), bool(modified)
+    def takeUndoKeys(self):
+        """While the effect is active, the Segment Editor's undo and redo keys (z, Ctrl+Z, y, the platform's
+        redo; window shortcuts of the main window, which the views never see) undo and redo the label pyramid
+        instead of the bound segmentation's history."""
+        self.releaseUndoKeys()
+        mainWindow = slicer.util.mainWindow()
+        if mainWindow is None:
+            return
+        undo = {qt.QKeySequence(qt.QKeySequence.Undo).toString(), "Z"}
+        redo = {qt.QKeySequence(qt.QKeySequence.Redo).toString(), "Y"}
+        for shortcut in mainWindow.findChildren(qt.QShortcut):
+            if shortcut.enabled and shortcut.key.toString() in undo | redo:
+                shortcut.enabled = False
+                self._disabledShortcuts.append(shortcut)
+        for keys, slot in ((undo, self.onUndo), (redo, self.onRedo)):
+            for key in keys:
+                shortcut = qt.QShortcut(qt.QKeySequence(key), mainWindow)
+                shortcut.connect("activated()", slot)
+                self._ownShortcuts.append(shortcut)
 
-    def processUndoKeys(self, callerInteractor, eventId):
-        """Ctrl+Z / Ctrl+Y in a slice view: True if handled."""
-        import vtk
+    def releaseUndoKeys(self):
+        for shortcut in getattr(self, "_disabledShortcuts", []):
+            shortcut.enabled = True
+        for shortcut in getattr(self, "_ownShortcuts", []):
+            shortcut.setParent(None)
+            shortcut.deleteLater()
+        self._disabledShortcuts, self._ownShortcuts = [], []
 
-        if eventId != vtk.vtkCommand.KeyPressEvent or not callerInteractor.GetControlKey():
+    def startEdit(self):
+        """At a left-button press that starts an edit: True if it may start. Like Slicer's Paint and Draw, a
+        press that opened a dialog (a hidden segment to confirm, an unbound segmentation) starts nothing: the
+        dialog took the button's release."""
+        if self.requireEditing() is None:
             return False
-        key = callerInteractor.GetKeySym().lower()
-        if key == "z":
-            self.onUndo()
-            return True
-        if key == "y":
-            self.onRedo()
-            return True
-        return False
+        confirmed = self.scriptedEffect.confirmCurrentSegmentVisible()
+        return confirmed not in (self.scriptedEffect.NotConfirmed, self.scriptedEffect.ConfirmedWithDialog)
+
+    def sliceEvent(self, callerInteractor, eventId, viewWidget):
+        """(is a slice view, xy, modified) of a view event: the effects edit in slice views only; xy the
+        event's view pixel; modified whether Shift, Ctrl or Alt is down."""
+        if viewWidget.className() != "qMRMLSliceWidget":
+            return False, None, None
+        modified = callerInteractor.GetShiftKey() or callerInteractor.GetControlKey() or callerInteractor.GetAltKey()
+        return True, callerInteractor.GetEventPosition(), bool(modified)

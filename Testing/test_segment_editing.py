@@ -21,7 +21,7 @@ from BigVolumeLib.offscreen.views import OffscreenScene
 from BigVolumeLib.region_export import RegionTooLarge
 from BigVolumeLib.segmentation.binding import SegmentationBinding
 from BigVolumeLib.segmentation.editing import (SegmentEditing, brush_diameter_mm, interpolate_stroke, mm_per_pixel,
-                                               xy_to_ras)
+                                               ras_to_xy, xy_to_ras)
 from BigVolumeLib.segmentation.round_trip import RoiRoundTrip
 from BigVolumeLib.streaming.streaming_scene import StreamingScene
 from label_helpers import make_image
@@ -76,6 +76,7 @@ def test_interpolation_and_brush_size_follow_slicers_paint_effect(setup):
     assert brush_diameter_mm({"BrushRelativeDiameter": 3.0}, red, 1080) == pytest.approx(1080 * 0.03 * mm_per_pixel(red))
     xy_to = red.GetXYToRAS()
     assert np.allclose(xy_to_ras(red, [(10, 20)])[0], [xy_to.MultiplyPoint((10, 20, 0, 1))[i] for i in range(3)])
+    assert np.allclose(ras_to_xy(red, xy_to_ras(red, [(10, 20), (33.5, 7)])), [(10, 20), (33.5, 7)])
 
 
 def _zoom_to_level(red, editing, level):

@@ -14,6 +14,11 @@ def vtk_matrix(matrix):
     return result
 
 
+def numpy_matrix(matrix):
+    """A 4x4 numpy array of a vtkMatrix4x4."""
+    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
 def set_ijk_to_ras(volume_node, matrix):
     """Give `volume_node` the 4x4 IJK->RAS `matrix` (numpy or nested lists)."""
     volume_node.SetIJKToRASMatrix(vtk_matrix(matrix))

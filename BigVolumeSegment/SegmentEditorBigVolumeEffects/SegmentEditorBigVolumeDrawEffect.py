@@ -119,17 +119,14 @@ outline.</li>
 
     def _update(self, viewWidget):
         """The outline in view pixels, from its RAS points."""
-        import numpy as np
+        from BigVolumeLib.segmentation.editing import ras_to_xy
 
         drawing = self.drawings[viewWidget]
-        sliceNode = viewWidget.sliceLogic().GetSliceNode()
-        rasToXy = vtk.vtkMatrix4x4()
-        vtk.vtkMatrix4x4.Invert(sliceNode.GetXYToRAS(), rasToXy)
         points = vtk.vtkPoints()
         lines = vtk.vtkCellArray()
-        for ras in drawing["ras"]:
-            x, y = rasToXy.MultiplyPoint((*np.asarray(ras, dtype=float), 1.0))[:2]
-            points.InsertNextPoint(x, y, 0.0)
+        if drawing["ras"]:
+            for x, y in ras_to_xy(viewWidget.sliceLogic().GetSliceNode(), drawing["ras"]):
+                points.InsertNextPoint(x, y, 0.0)
         if points.GetNumberOfPoints() > 1:
             line = vtk.vtkPolyLine()
             line.GetPointIds().SetNumberOfIds(points.GetNumberOfPoints())
@@ -150,12 +147,12 @@ outline.</li>
         self._clear(viewWidget)
         if len(ras) < 3:
             return
+        from BigVolumeLib.segmentation.editing import ras_to_xy
+
         with slicer.util.tryWithErrorDisplay(_("Failed to fill the outline."), waitCursor=False):
             sliceNode = viewWidget.sliceLogic().GetSliceNode()
-            rasToXy = vtk.vtkMatrix4x4()
-            vtk.vtkMatrix4x4.Invert(sliceNode.GetXYToRAS(), rasToXy)
-            xy = [rasToXy.MultiplyPoint((*map(float, p), 1.0))[:2] for p in ras]  # the engine takes view pixels
-            editing.submit(editing.polygon(sliceNode, xy, self.selectedSegmentID()))
+            # Projected onto the current slice (as Slicer's Draw): the engine takes view pixels.
+            editing.submit(editing.polygon(sliceNode, ras_to_xy(sliceNode, ras), self.selectedSegmentID()))
 
     def _clear(self, viewWidget):
         drawing = self.drawings.pop(viewWidget, None)

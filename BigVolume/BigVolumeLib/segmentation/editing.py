@@ -29,32 +29,37 @@ import slicer
 from bigvolume.labels.operations import Brush, Masking, Polygon, Threshold
 
 from ..region_export import roi_ras_bounds
+from ..volume_nodes import numpy_matrix
 
 MAXIMUM_POINT_DISTANCE_IN_STROKE = 0.2  # of the brush diameter, as Slicer's Paint effect
 PAINT_DEFAULTS = {"BrushAbsoluteDiameter": 5.0, "BrushRelativeDiameter": 3.0, "BrushDiameterIsRelative": 1,
                   "BrushSphere": 0}  # Slicer's Paint effect defaults (common parameters of the editor node)
 
 
-def _matrix(vtk_matrix):
-    return np.array([[vtk_matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
-
-
 def xy_to_ras(slice_node, xy):
     """RAS of view pixels (x, y) (display coordinates, origin bottom left), an (n, 3) array."""
     xy = np.atleast_2d(np.asarray(xy, dtype=float))
     points = np.column_stack([xy[:, 0], xy[:, 1], np.zeros(len(xy)), np.ones(len(xy))])
-    return (points @ _matrix(slice_node.GetXYToRAS()).T)[:, :3]
+    return (points @ numpy_matrix(slice_node.GetXYToRAS()).T)[:, :3]
+
+
+def ras_to_xy(slice_node, ras):
+    """View pixels (x, y) of RAS points projected onto the slice plane, an (n, 2) array (Draw keeps its outline
+    in RAS and shows it, and fills it, in the view's pixels)."""
+    ras = np.atleast_2d(np.asarray(ras, dtype=float))
+    points = np.column_stack([ras, np.ones(len(ras))])
+    return (points @ np.linalg.inv(numpy_matrix(slice_node.GetXYToRAS())).T)[:, :2]
 
 
 def slice_normal(slice_node):
-    to_ras = _matrix(slice_node.GetSliceToRAS())
+    to_ras = numpy_matrix(slice_node.GetSliceToRAS())
     normal = to_ras[:3, 2]
     return normal / np.linalg.norm(normal)
 
 
 def mm_per_pixel(slice_node):
     """The view's millimetres per screen pixel (along its y axis, as Slicer's Paint effect measures)."""
-    return float(np.linalg.norm(_matrix(slice_node.GetXYToSlice())[:3, 1]))
+    return float(np.linalg.norm(numpy_matrix(slice_node.GetXYToSlice())[:3, 1]))
 
 
 def brush_diameter_mm(parameters, slice_node, screen_height):
@@ -102,7 +107,7 @@ class SegmentEditing:
                 if streamer is not None and streamer.level is not None:
                     return streamer.level
         dims = slice_node.GetDimensions()
-        return plan_slice(self.binding.store, _matrix(slice_node.GetXYToRAS()), (int(dims[0]), int(dims[1]))).level
+        return plan_slice(self.binding.store, numpy_matrix(slice_node.GetXYToRAS()), (int(dims[0]), int(dims[1]))).level
 
     def slice_thickness_mm(self, slice_node, level):
         """One voxel of `level` measured along the view normal: what the view shows as one slice."""

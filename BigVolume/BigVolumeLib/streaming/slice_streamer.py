@@ -19,13 +19,9 @@ from bigvolume.streaming.ordering import NOW, VISIBLE
 from bigvolume.streaming.slice_composition import Composition
 from bigvolume.streaming.slice_planner import plan_slice
 
-from ..volume_nodes import set_ijk_to_ras
+from ..volume_nodes import numpy_matrix, set_ijk_to_ras
 
 LAYERS = ("background", "foreground", "label")
-
-
-def _matrix(vtk_matrix):
-    return np.array([[vtk_matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
 
 
 def composite_node_of(scene, slice_node):
@@ -147,7 +143,7 @@ class SliceStreamer:
         self._dirty = True
 
     def _view_state(self):
-        xy_to_ras = _matrix(self.slice_node.GetXYToRAS())
+        xy_to_ras = numpy_matrix(self.slice_node.GetXYToRAS())
         dims = self.slice_node.GetDimensions()
         return xy_to_ras, (int(dims[0]), int(dims[1]))
 

@@ -37,7 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "Testing"))  # Slicer's painting, as the tests drive it
 from common import frame_rate, peak_rss_mb, rss_mb, run_child, write_report  # noqa: E402
-from slice_browse import _ensure_disk_store  # noqa: E402
+from slice_browse import _ensure_disk_store, _wait  # noqa: E402
 
 VIEW = 1024
 BRUSH_PIXELS = 30
@@ -74,24 +74,12 @@ def _voxel_of(streamer, ras):
     return streamer.voxels[k - z0, j - y0, i - x0]
 
 
-def _settle(streaming, done, period=0.0005, timeout=60.0):
-    """Update the views every `period` seconds until `done()` (checked first: an edit may show at once)."""
-    deadline = time.monotonic() + timeout
-    while not done():
-        if time.monotonic() > deadline:
-            raise TimeoutError("the views did not complete")
-        streaming.update()
-        if not done():
-            time.sleep(period)
-
-
 def _browse(streaming, red, streamers, step_mm):
     offset, frames = red.GetSliceOffset(), []
     for n in range(1, BROWSE_SLICES + 1):
         start = time.perf_counter()
         red.SetSliceOffset(offset + n * step_mm)
-        streaming.update()  # the views plan the new slice before they are asked whether they are complete
-        _settle(streaming, lambda: all(s.complete for s in streamers if s.shown))
+        _wait(streaming, lambda: all(s.complete for s in streamers if s.shown))
         frames.append(time.perf_counter() - start)
     red.SetSliceOffset(offset)
     return frame_rate(frames)
@@ -124,7 +112,7 @@ def measure_bigvolume(image_path, strokes, work, interval):
                          segments=[Segment(1, "pore", (0.2, 0.4, 1.0))])
     image_streamer = streamed.streamers[red.GetID()]
     label_streamer = labels.streamed.streamers[red.GetID()]
-    _settle(streaming, lambda: image_streamer.complete and label_streamer.complete)
+    _wait(streaming, lambda: image_streamer.complete and label_streamer.complete)
     result["view_level"] = label_streamer.level
     diameter = BRUSH_PIXELS * mm_per_pixel(red)
     result["brush_diameter_mm"] = diameter
@@ -138,7 +126,7 @@ def measure_bigvolume(image_path, strokes, work, interval):
         start = time.perf_counter()
         labels.editing.submit(op)
         submit.append(time.perf_counter() - start)
-        _settle(streaming, lambda: _voxel_of(label_streamer, first) == 1, period=TIMER_SECONDS)
+        _wait(streaming, lambda: _voxel_of(label_streamer, first) == 1, period=TIMER_SECONDS, look_first=True)
         visible.append(time.perf_counter() - start)
         while time.perf_counter() < start + interval:  # Slicer's timer until the next stroke
             streaming.update()

@@ -50,9 +50,12 @@ def _store(kind, path):
     return GeneratedStore((8192, 8192, 8192)) if kind == "generated" else path
 
 
-def _wait(views, predicate, timeout=600, spent=None):
-    """Update the views until `predicate`; `spent` (a list) collects the time spent inside update()."""
+def _wait(views, predicate, timeout=600, spent=None, period=0.0005, look_first=False):
+    """Update the views every `period` seconds until `predicate`; `spent` (a list) collects the time spent
+    inside update(); `look_first`: ask before the first update (what may already show, as an edit does)."""
     start = time.perf_counter()
+    if look_first and predicate():
+        return 0.0
     while True:
         tick = time.perf_counter()
         views.update()
@@ -62,7 +65,7 @@ def _wait(views, predicate, timeout=600, spent=None):
             return time.perf_counter() - start
         if time.perf_counter() - start > timeout:
             raise TimeoutError("views did not settle")
-        time.sleep(0.0005)
+        time.sleep(period)
 
 
 def _render_all(scene, names):

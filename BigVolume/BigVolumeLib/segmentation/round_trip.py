@@ -17,7 +17,7 @@ from vtk.util import numpy_support
 from bigvolume.labels.operations import Replace
 
 from ..region_export import RegionTooLarge, export_plan, plan_roi
-from ..streaming.segment_display import LABELMAP
+from ..streaming.segment_display import add_shared_segment
 from ..volume_nodes import region_ijk_to_ras, vtk_matrix
 
 
@@ -48,13 +48,8 @@ class RoiRoundTrip:
         target = self.segmentation.GetSegmentation()
         for i in range(bound.GetNumberOfSegments()):
             segment_id = bound.GetNthSegmentID(i)
-            shown = bound.GetSegment(segment_id)
-            segment = slicer.vtkSegment()
-            segment.SetName(shown.GetName())
-            segment.SetColor(shown.GetColor())
-            segment.SetLabelValue(self.binding.value_of(segment_id))
-            segment.AddRepresentation(LABELMAP, labelmap)
-            target.AddSegment(segment, segment_id)
+            add_shared_segment(target, segment_id, bound.GetSegment(segment_id), self.binding.value_of(segment_id),
+                               labelmap)
 
     def labels(self):
         """The ROI segmentation now, as label values of the bound segments over the ROI's box (z, y, x)."""

@@ -58,12 +58,8 @@ class SegmentDisplay:
                 target.RemoveSegment(segment_id)
         for segment_id in wanted:
             shown = source.GetSegment(segment_id)
-            segment = target.GetSegment(segment_id)
-            if segment is None:
-                segment = slicer.vtkSegment()
-                segment.AddRepresentation(LABELMAP, labelmap)
-                segment.SetName(shown.GetName())
-                target.AddSegment(segment, segment_id)
+            segment = target.GetSegment(segment_id) or \
+                add_shared_segment(target, segment_id, shown, shown.GetLabelValue(), labelmap)
             segment.SetName(shown.GetName())
             segment.SetColor(shown.GetColor())
             segment.SetLabelValue(shown.GetLabelValue())
@@ -82,6 +78,18 @@ class SegmentDisplay:
             node.RemoveObserver(tag)
         self._observers = []
         self._proxies.clear()
+
+
+def add_shared_segment(segmentation, segment_id, like, value, labelmap):
+    """Add to `segmentation` a segment named and coloured as the segment `like`, whose voxels are those of label
+    `value` in `labelmap`, shared with its other segments (Slicer's own layout of a segmentation's labelmaps)."""
+    segment = slicer.vtkSegment()
+    segment.SetName(like.GetName())
+    segment.SetColor(like.GetColor())
+    segment.SetLabelValue(value)
+    segment.AddRepresentation(LABELMAP, labelmap)
+    segmentation.AddSegment(segment, segment_id)
+    return segment
 
 
 def labelmap_modified(proxy):

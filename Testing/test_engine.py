@@ -267,3 +267,26 @@ def test_removing_a_source_cancels_its_reads_in_flight_and_frees_their_room(stor
     assert len(held.cancelled) == 5 and engine.in_flight == 0 and engine.cache.reserved_bytes == 0
     assert engine.error_count == 0, "a cancelled read is not a failure"
     engine.close()
+
+
+def test_content_changes_are_logged_for_the_views_that_repaint_them():
+    from bigvolume.streaming import engine as engine_module
+
+    engine = FetchEngine(workers=1)
+    assert engine.edit_count("labels") == 0 and engine.edited_since("labels", 0) == set()
+    engine.chunks_changed("labels", {0: [(0, 0, 0)], 1: [(0, 0, 0)]})
+    engine.chunks_changed("labels", {0: [(1, 0, 0)]})
+    engine.step()  # changes apply in the next step (they may come from any thread)
+    assert engine.edit_count("labels") == 2
+    assert engine.edited_since("labels", 0) == {("labels", 0, (0, 0, 0)), ("labels", 1, (0, 0, 0)),
+                                                ("labels", 0, (1, 0, 0))}
+    assert engine.edited_since("labels", 1) == {("labels", 0, (1, 0, 0))}
+    assert engine.edited_since("labels", 2) == set()
+    for n in range(engine_module._EDITS_KEPT):
+        engine.chunks_changed("labels", {0: [(n, 1, 0)]})
+    engine.step()
+    assert engine.edit_count("labels") == 2 + engine_module._EDITS_KEPT
+    assert engine.edited_since("labels", 1) is None  # the log no longer reaches back: the view repaints all
+    last = engine_module._EDITS_KEPT - 1
+    assert engine.edited_since("labels", engine.edit_count("labels") - 1) == {("labels", 0, (last, 1, 0))}
+    engine.close()

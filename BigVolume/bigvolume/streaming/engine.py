@@ -54,7 +54,7 @@ class FetchEngine:
         self._generations = {}  # source id -> steps in which its chunks arrived
         self._changed = deque()  # (source id, {level: [coords]}) from any thread: chunks whose content changed
         self._stale = set()  # keys whose read started before their content changed: its result is dropped
-        self._edits = {}  # source id -> (changes applied, deque of (change number, keys)): what views repaint
+        self._edits = {}  # source id -> deque of (change number, keys), the latest last: what views repaint
         self.chunks_read = 0
         self.bytes_read = 0
         self.seconds_reading = 0.0  # wall time with reads in flight
@@ -125,21 +125,21 @@ class FetchEngine:
             for key in keys:
                 self._failed.pop(key, None)
             self._generations[source_id] = self._generations.get(source_id, 0) + 1
-            count, log = self._edits.setdefault(source_id, (0, deque(maxlen=_EDITS_KEPT)))
-            log.append((count + 1, keys))
-            self._edits[source_id] = (count + 1, log)
+            log = self._edits.setdefault(source_id, deque(maxlen=_EDITS_KEPT))
+            log.append((self.edit_count(source_id) + 1, keys))
 
     def edit_count(self, source_id):
         """How many content changes of the source were applied (a view remembers the count it has shown)."""
-        return self._edits.get(source_id, (0, None))[0]
+        log = self._edits.get(source_id)
+        return log[-1][0] if log else 0
 
     def edited_since(self, source_id, count):
         """The keys whose content changed after change number `count`; None if the log no longer reaches back
         that far (the view then repaints everything)."""
-        current, log = self._edits.get(source_id, (0, ()))
-        if count >= current:
+        if count >= self.edit_count(source_id):
             return set()
-        if not log or log[0][0] > count + 1:
+        log = self._edits[source_id]
+        if log[0][0] > count + 1:
             return None
         return set().union(*(keys for number, keys in log if number > count))
 

@@ -157,6 +157,19 @@ def test_blocks_meshed_on_worker_processes_and_on_dask_give_the_same_meshes(labe
             assert np.array_equal(canonical(a.triangles), canonical(b.triangles))
 
 
+def test_an_unreachable_dask_scheduler_is_named(labelled, monkeypatch):
+    import distributed
+
+    store, _ = labelled
+
+    def unreachable(address, timeout=None):
+        raise OSError(f"Timed out trying to connect to {address}")
+
+    monkeypatch.setattr(distributed, "Client", unreachable)
+    with pytest.raises(BigVolumeError, match="cannot reach the Dask scheduler at tcp://nowhere:8786"):
+        segment_meshes(store, [1], block=BLOCK, scheduler="tcp://nowhere:8786")
+
+
 def test_smoothing_keeps_the_welded_mesh_closed(labelled):
     store, _ = labelled
     plain = segment_mesh(store, "ball", block=BLOCK)

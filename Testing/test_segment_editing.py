@@ -147,6 +147,9 @@ def test_masking_comes_from_the_segment_editor_node(setup):
     assert masking.area == "inside_segments" and masking.area_values == (1,)
     assert masking.overwrite == "listed" and masking.overwrite_values == (1,)
     assert masking.intensity_range == (100.0, 600.0)
+    node.SetMaskMode(99)  # not one of Slicer's modes: refused, never guessed
+    with pytest.raises(ValueError, match="mask mode 99"):
+        editing.masking("pore")
 
 
 def test_intensity_masked_stroke_matches_slicer(setup):

@@ -76,6 +76,10 @@ def test_open_labels_creates_then_opens_binds_and_reports(monkeypatch, tmp_path,
     assert calls  # the dependencies come first
 
     bigvolume_logic.open(image_path)
+    widget.ui.labelNameComboBox.currentText = "  "
+    with pytest.raises(ValueError, match="name"):
+        widget.onOpenLabels()
+    widget.ui.labelNameComboBox.currentText = "phases"
     widget.onOpenLabels()  # no such pyramid yet: created
     labels = widget.logic.openedLabels("phases")
     assert labels is not None and widget.logic.labelNames() == ["phases"]

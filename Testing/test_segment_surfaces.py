@@ -83,3 +83,24 @@ def test_surfaces_of_the_coarse_whole_volume_follow_edits_and_display(bound):
     assert after.GetVolume() > volume_before + 50  # a 4 mm ball (268 mm3) joined the crack segment
     surfaces.close()
     assert surfaces.models == {} and scene.GetNodesByClass("vtkMRMLModelNode").GetNumberOfItems() == 0
+
+
+def test_a_failed_rebuild_is_reported_and_the_next_edit_tries_again(bound, monkeypatch):
+    from BigVolumeLib.segmentation import surfaces as surfaces_module
+
+    scene, store, binding = bound
+    real = surfaces_module.segment_meshes
+
+    def failing(*args, **kwargs):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(surfaces_module, "segment_meshes", failing)
+    surfaces = SegmentSurfaces(scene, binding, max_voxels=50_000, smoothing=0.0, settle_seconds=0.0)
+    _until(surfaces, lambda: surfaces.error is not None)
+    assert "failed: disk gone" in surfaces.status_line() and surfaces.models == {}
+    monkeypatch.setattr(surfaces_module, "segment_meshes", real)
+    binding.editor.submit(Brush(3, points=[tuple(np.mean(store.image.bounds_ras(0, edges=True), axis=0))],
+                                radius_mm=2.0))
+    _until(surfaces, lambda: surfaces.builds == 1)
+    assert surfaces.error is None and sorted(surfaces.models) == [1, 2, 3]
+    surfaces.close()
